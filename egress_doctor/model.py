@@ -30,6 +30,35 @@ class Status(enum.StrEnum):
     SKIP = "skip"
 
 
+class Symptom(enum.StrEnum):
+    """What was observed at the layer that broke: the classifier's verdict, the rules' input.
+
+    Decided from exception types, errno and ssl reasons (never from message text alone) and
+    from HTTP status and headers.
+    """
+
+    DNS_NXDOMAIN = "dns-nxdomain"  # gaierror -2 (EAI_NONAME): the name does not exist
+    DNS_UNREACHABLE = "dns-unreachable"  # gaierror -3 (EAI_AGAIN): resolver unreachable / timed out
+    DNS_OTHER = "dns-error"
+    CONNECT_REFUSED = "connect-refused"  # ECONNREFUSED: nothing listening (no sidecar, Envoy not ready)
+    CONNECT_TIMEOUT = "connect-timeout"  # SYN unanswered
+    CONNECT_RESET = "connect-reset"  # RST before anything was exchanged on a plain-HTTP path
+    CONNECT_OTHER = "connect-error"  # EHOSTUNREACH, ENETUNREACH, ...
+    TLS_CLOSED = "tls-closed"  # EOF or RST during the handshake (Envoy tcp_proxy to BlackHoleCluster)
+    TLS_TIMEOUT = "tls-timeout"  # handshake stalled
+    TLS_UNTRUSTED = "tls-untrusted"  # CERTIFICATE_VERIFY_FAILED: intercepted, or AWS_CA_BUNDLE missing
+    TLS_NAME_MISMATCH = "tls-name-mismatch"  # certificate for another name
+    TLS_WRONG_VERSION = "tls-wrong-version"  # TLS spoken to a plaintext listener
+    TLS_OTHER = "tls-error"
+    HTTP_CLOSED = "http-closed"  # connection closed or reset after the request, no response
+    HTTP_TIMEOUT = "http-timeout"  # no (complete) response within the read timeout
+    HTTP_STATUS = "http-status"  # an HTTP error reply that is not an AWS answer (see evidence.http)
+    NOT_AWS = "not-aws"  # a reply that parses as no AWS answer (HTML 200, garbage, missing keys)
+    AWS_ERROR = "aws-error"  # AWS answered with an error code: the network path works
+    CREDENTIALS = "credentials"  # the credential stage failed before any request (see error)
+    DEADLINE = "deadline"  # the run's --deadline expired before this check finished
+
+
 class ExitStatus(enum.IntEnum):
     """Process exit codes (also listed in `--help` and docs/exit-codes.md)."""
 
@@ -174,6 +203,7 @@ class CheckResult:
     status: Status
     target: Target | None = None
     layer: Layer | None = None  # where it broke; None on pass and skip
+    symptom: Symptom | None = None  # what was observed there; None on pass and skip
     error: ErrorInfo | None = None
     evidence: Evidence = field(default_factory=Evidence)
     duration_ms: float = 0.0
@@ -194,6 +224,17 @@ class Identity:
     chain: list[str] = field(default_factory=list)  # botocore's provider order
     details: dict[str, str] = field(default_factory=dict)  # non-secret facts (token file path, URL)
     warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunFacts:
+    """Facts about the process and its environment that the diagnosis needs (no secrets)."""
+
+    uid: int
+    gid: int
+    namespace: str | None = None  # the pod's namespace: --namespace, POD_NAMESPACE or the SA file
+    env: dict[str, str] = field(default_factory=dict)  # AWS_REGION, HTTP(S)_PROXY, NO_PROXY, ...
+    connect_to: list[str] = field(default_factory=list)  # active --connect-to rules
 
 
 @dataclass
@@ -221,6 +262,7 @@ class Fix:
 class Report:
     identity: Identity
     checks: list[CheckResult]
+    facts: RunFacts | None = None
     findings: list[Finding] = field(default_factory=list)
     fixes: list[Fix] = field(default_factory=list)
     started_at: str = ""
