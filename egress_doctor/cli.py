@@ -1,2 +1,148 @@
-def main() -> int:  # replaced below
-    return 0
+"""Command line: `egress-doctor check` (the default), `lab`, `demo`.
+
+Importing this module must stay cheap: `--help` never imports boto3; each command imports
+what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from egress_doctor import __version__
+from egress_doctor.context import Environment
+from egress_doctor.model import ExitStatus
+from egress_doctor.validate import UsageError
+
+EXIT_CODES_HELP = """exit codes:
+  0    every check passed (warnings allowed)
+  1    a check failed: the diagnosis is in the output
+  2    usage or configuration error: nothing was probed
+  3    internal error in egress-doctor (run with -v for a redacted traceback)
+  130  interrupted (Ctrl-C)
+"""
+
+CHECK_EPILOG = (
+    EXIT_CODES_HELP
+    + """
+environment:
+  EGRESS_DOCTOR_CONNECT_TO  comma-separated --connect-to rules, applied after the flags
+  AWS_*                     read exactly as the AWS SDK reads them (AWS_DEFAULT_REGION, AWS_CA_BUNDLE, ...)
+
+examples:
+  egress-doctor check --table orders
+  egress-doctor check -o json | jq '.checks[] | select(.status=="fail")'
+  egress-doctor check --connect-to sts.us-east-1.amazonaws.com:443:10.0.0.12:443
+"""
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse exits 2 itself; keep it to one line
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="egress-doctor",
+        description="Why can't this pod behind an Istio sidecar reach AWS? Probes IMDS, STS and DynamoDB "
+        "the way the app's SDK does, says where each call broke, and prints the Istio fix.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"egress-doctor {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _add_check(commands)
+    _add_lab(commands)
+    return parser
+
+
+def _add_check(commands: Any) -> None:
+    check = commands.add_parser(
+        "check",
+        help="probe credentials, IMDS, STS and DynamoDB from this pod (the default command)",
+        description="Probe the calls the app's AWS SDK would make, from this pod's network.",
+        epilog=CHECK_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    check.add_argument("--region", help="AWS region (default: what the SDK resolves; AWS_REGION alone is ignored)")
+    check.add_argument(
+        "--table",
+        action="append",
+        default=[],
+        metavar="NAME|ARN",
+        help="DynamoDB table to DescribeTable (repeatable); default: ListTables Limit=1",
+    )
+    check.add_argument("--deadline", default="8", metavar="SECONDS", help="deadline for the whole run (default 8)")
+    check.add_argument(
+        "--connect-timeout", default="2", metavar="SECONDS", help="TCP connect timeout per call (default 2)"
+    )
+    check.add_argument("--read-timeout", default="3", metavar="SECONDS", help="read timeout per call (default 3)")
+    check.add_argument(
+        "--connect-to",
+        action="append",
+        default=[],
+        metavar="HOST1:PORT1:HOST2:PORT2",
+        help="like curl: dial HOST2:PORT2 instead of HOST1:PORT1, keeping SNI and Host "
+        "(repeatable; empty HOST1/PORT1 match any)",
+    )
+    check.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
+    check.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show the evidence and the (redacted) boto3 debug transcript of each check",
+    )
+    check.add_argument("--no-color", action="store_true", help="no ANSI colours (also when NO_COLOR is set)")
+
+
+def _add_lab(commands: Any) -> None:
+    try:
+        from egress_doctor.lab.cli import add_lab_parser
+    except ImportError:  # the lab is optional at run time
+        return
+    add_lab_parser(commands)
+
+
+def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> int:
+    env = env or Environment()
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if not args_list or (args_list[0].startswith("-") and args_list[0] not in ("-h", "--help", "--version")):
+        args_list.insert(0, "check")
+    verbose = "-v" in args_list or "--verbose" in args_list
+    from egress_doctor.redact import Redactor
+
+    redactor = Redactor()
+    try:
+        args = build_parser().parse_args(args_list)
+        if args.command == "check":
+            from egress_doctor.commands.check import run_check_command
+
+            return int(run_check_command(args, env, redactor))
+        handler = getattr(args, "handler", None)
+        if handler is None:
+            raise UsageError("no command given (try egress-doctor --help)")
+        return int(handler(args, env))
+    except UsageError as exc:
+        env.stderr.write(redactor.redact(f"egress-doctor: error: {exc}\n"))
+        return ExitStatus.USAGE
+    except KeyboardInterrupt:
+        env.stderr.write("egress-doctor: interrupted\n")
+        return ExitStatus.INTERRUPTED
+    except SystemExit as exc:  # --help and --version
+        return int(exc.code or 0)
+    except Exception as exc:
+        env.stderr.write(redactor.redact(f"egress-doctor: internal error: {type(exc).__name__}: {exc}\n"))
+        if verbose:
+            import traceback
+
+            env.stderr.write(redactor.redact(traceback.format_exc()))
+        else:
+            env.stderr.write("run again with -v for a (redacted) traceback\n")
+        return ExitStatus.INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""`egress-doctor check`: plan the calls the app's SDK would make, run them, build the report."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from egress_doctor import __version__
+from egress_doctor.aws.identity import CredentialPlan, plan_credentials
+from egress_doctor.aws.session import Limits, ProbeSession
+from egress_doctor.aws.transcript import TranscriptCapture
+from egress_doctor.aws.trust import botocore_trust
+from egress_doctor.model import CheckResult, ErrorInfo, Layer, Report, RunFacts, Status, Symptom
+from egress_doctor.net.connect_to import ConnectTo, ConnectToMap
+from egress_doctor.net.dial import install
+from egress_doctor.probes import api, credentials
+from egress_doctor.probes.progress import CheckProgress
+from egress_doctor.probes.run import Run
+from egress_doctor.redact import Redactor
+from egress_doctor.validate import UsageError
+
+# Environment values that are secrets wherever they appear in output.
+SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN")
+SECRET_FILES_ENV = ("AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")
+
+
+@dataclass
+class CheckOptions:
+    region: str | None = None
+    tables: list[str] = field(default_factory=list)
+    deadline: float = 8.0
+    connect_timeout: float = 2.0
+    read_timeout: float = 3.0
+    connect_to: list[ConnectTo] = field(default_factory=list)
+
+
+def seed_redactor(redactor: Redactor, environ: Mapping[str, str]) -> None:
+    """Register every secret value the environment reveals before anything is captured."""
+    for name in SECRET_ENV:
+        if environ.get(name):
+            redactor.add_secret(environ[name])
+    for name in SECRET_FILES_ENV:
+        path = environ.get(name)
+        if not path:
+            continue
+        try:
+            with open(path, "rb") as handle:  # bytes: a token that is not UTF-8 is still a secret
+                redactor.add_secret(handle.read())
+        except OSError:
+            pass
+
+
+def plan_or_refuse(session: Any, environ: Mapping[str, str], region: str | None) -> CredentialPlan:
+    """`plan_credentials`, refusing (UsageError: exit 2, nothing probed) a configuration the
+    app's SDK cannot start from either.
+
+    botocore validates most settings when it builds its credential chain (an IMDS endpoint that
+    is no URL, AWS_METADATA_SERVICE_TIMEOUT=abc, an unparsable config file, a missing profile,
+    an access key id without its secret); a URL whose port is out of range fails only at the
+    first request, so the URLs the plan will call are checked here.
+    """
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        plan = plan_credentials(session, environ, region)
+    except (BotoCoreError, ValueError) as exc:
+        raise UsageError(
+            "botocore cannot start from this configuration (AWS_* variables, config and credentials "
+            f"files): {type(exc).__name__}: {exc}"
+        ) from None
+    called = (("container credentials URL", plan.container_url), ("IMDS endpoint", plan.imds_endpoint))
+    for label, url in called:
+        try:
+            urlsplit(url or "").port  # noqa: B018 - parsing the port is the check
+        except ValueError as exc:
+            raise UsageError(f"the {label} {url!r} is not a usable URL: {exc}") from None
+    return plan
+
+
+def run_check(options: CheckOptions, environ: Mapping[str, str], facts: RunFacts, redactor: Redactor) -> Report:
+    started = time.monotonic()
+    started_at = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    deadline = started + options.deadline
+    install()
+    seed_redactor(redactor, environ)
+    connect_to = ConnectToMap(options.connect_to)
+    limits = Limits(connect_timeout=options.connect_timeout, read_timeout=options.read_timeout)
+    with TranscriptCapture(redactor) as capture:
+        session = ProbeSession(limits, connect_to, lambda s: botocore_trust(s, dict(environ)))
+        plan = plan_or_refuse(session.session, environ, options.region)
+        run = Run(
+            session=session,
+            identity=plan.identity,
+            environ=environ,
+            redactor=redactor,
+            capture=capture,
+            connect_to=connect_to,
+            deadline=deadline,
+            per_check_seconds=2 * options.connect_timeout + 2 * options.read_timeout + 0.5,
+        )
+        planned = _planned_api_checks(options)
+        worker = run.thread(lambda: _execute(run, plan, options), "egress-doctor-run")
+        worker.join(max(0.0, deadline - time.monotonic()))
+        expired = worker.is_alive()
+        if expired:
+            run.abort_all()
+            worker.join(0.2)
+        if run.crashes:
+            raise run.crashes[0]
+        checks = _collect(run, planned, expired, capture)
+    return Report(
+        identity=plan.identity,
+        checks=checks,
+        facts=facts,
+        started_at=started_at,
+        duration_ms=round((time.monotonic() - started) * 1000, 1),
+        deadline_ms=options.deadline * 1000,
+        tool_version=__version__,
+    )
+
+
+def _planned_api_checks(options: CheckOptions) -> list[tuple[str, str, str | None]]:
+    planned: list[tuple[str, str, str | None]] = [("sts.get-caller-identity", "STS GetCallerIdentity", None)]
+    if options.tables:
+        planned += [("dynamodb.describe-table", f"DynamoDB DescribeTable {t}", t) for t in options.tables]
+    else:
+        planned.append(("dynamodb.list-tables", "DynamoDB ListTables (Limit=1)", None))
+    return planned
+
+
+def _execute(run: Run, plan: Any, options: CheckOptions) -> None:
+    if not credentials.source_check(run, plan):
+        return
+    creds = credentials.obtain(run, plan)
+    if creds is None and plan.identity.source != "profile":
+        return
+    threads = [run.thread(lambda: api.get_caller_identity(run, creds), "sts")]
+    if options.tables:
+        for table in options.tables:
+            threads.append(run.thread(lambda t=table: api.describe_table(run, creds, t), f"ddb-{table}"))
+    else:
+        threads.append(run.thread(lambda: api.list_tables(run, creds), "ddb"))
+    for thread in threads:
+        thread.join(max(0.0, run.deadline - time.monotonic()))
+
+
+def _collect(
+    run: Run, planned: list[tuple[str, str, str | None]], expired: bool, capture: TranscriptCapture
+) -> list[CheckResult]:
+    results: list[CheckResult] = []
+    seen: set[tuple[str, str | None]] = set()
+    failed_credentials: str | None = None
+    for progress in run.board.items():
+        result = progress.result or _deadline_result(progress)
+        result.evidence.transcript = capture.records(progress.key)
+        results.append(result)
+        seen.add((progress.id, progress.subject))
+        if result.status is Status.FAIL and not progress.id.startswith(("sts.get", "dynamodb.")):
+            failed_credentials = failed_credentials or progress.id
+    for check_id, title, subject in planned:
+        if (check_id, subject) in seen:
+            continue
+        if failed_credentials:
+            reason = f"skipped: {failed_credentials} failed (no credentials to sign with)"
+        else:
+            reason = "not started: the run's deadline expired first" if expired else "skipped"
+        results.append(CheckResult(id=check_id, title=title, status=Status.SKIP, reason=reason, subject=subject))
+    return results
+
+
+def _deadline_result(progress: CheckProgress) -> CheckResult:
+    evidence = progress.evidence
+    if evidence.tcp is None or not evidence.tcp.connected:
+        layer = Layer.TCP
+    elif progress.target and progress.target.scheme == "https" and evidence.tls is None:
+        layer = Layer.TLS
+    else:
+        layer = Layer.HTTP
+    return progress.finish(
+        Status.FAIL,
+        layer=layer,
+        symptom=Symptom.DEADLINE,
+        error=ErrorInfo(type="DeadlineExceeded", message="the run's --deadline expired during this check"),
+        reason=f"still waiting at the {layer.value} layer when the deadline expired",
+    )

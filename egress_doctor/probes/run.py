@@ -1,0 +1,129 @@
+"""One run of the probes: shared state, per-check scopes, and the deadline.
+
+Every check runs with its own scopes — the current check (for botocore's events), a dial
+scope (connect-to, DNS/TCP evidence, sockets to abort) and a transcript buffer — so checks can
+run in parallel threads without mixing their evidence.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from egress_doctor.aws.session import ProbeSession
+from egress_doctor.aws.transcript import TranscriptCapture
+from egress_doctor.model import Identity, Status
+from egress_doctor.net.connect_to import ConnectToMap
+from egress_doctor.net.dial import DialRecorder, dial_scope
+from egress_doctor.probes.progress import Board, CheckProgress, current_check
+from egress_doctor.redact import Redactor
+
+T = TypeVar("T")
+
+
+class Run:
+    """State shared by the checks of one run."""
+
+    def __init__(
+        self,
+        *,
+        session: ProbeSession,
+        identity: Identity,
+        environ: Mapping[str, str],
+        redactor: Redactor,
+        capture: TranscriptCapture,
+        connect_to: ConnectToMap,
+        deadline: float,
+        per_check_seconds: float,
+    ) -> None:
+        self.session = session
+        self.identity = identity
+        self.environ = environ
+        self.redactor = redactor
+        self.capture = capture
+        self.connect_to = connect_to
+        self.deadline = deadline
+        self.per_check_seconds = per_check_seconds
+        self.board = Board()
+        # Exceptions that escaped a check's thread (bugs): re-raised by the caller once the run
+        # is over, so they reach the CLI's redacted "internal error" path instead of
+        # threading.excepthook (raw traceback on stderr) and never pass for a deadline.
+        self.crashes: list[BaseException] = []
+        self._recorders: list[DialRecorder] = []
+        self._lock = threading.Lock()
+
+    @property
+    def region(self) -> str | None:
+        return self.identity.region
+
+    def start(self, check_id: str, title: str, subject: str | None = None) -> CheckProgress:
+        budget = min(self.deadline, time.monotonic() + self.per_check_seconds)
+        return self.board.add(CheckProgress(id=check_id, title=title, subject=subject, deadline=budget))
+
+    def skip_rest(self, failed: str, check_ids: tuple[str, ...], titles: dict[str, str] | None = None) -> None:
+        """Record checks that cannot run because `failed` failed: one root cause, not five symptoms."""
+        for check_id in check_ids:
+            title = (titles or {}).get(check_id, check_id)
+            self.start(check_id, title).finish(Status.SKIP, reason=f"skipped: {failed} failed")
+
+    def scoped(self, progress: CheckProgress, fn: Callable[[], T]) -> T:
+        """Call `fn` with this check's scopes active."""
+        recorder = DialRecorder()
+        with self._lock:
+            self._recorders.append(recorder)
+        token = current_check.set(progress)
+        try:
+            with (
+                dial_scope(connect_to=self.connect_to, recorder=recorder, deadline=progress.deadline),
+                self.capture.check(progress.key),
+            ):
+                return fn()
+        finally:
+            current_check.reset(token)
+            _fill_from_recorder(progress, recorder)
+
+    def thread(self, fn: Callable[[], Any], name: str) -> threading.Thread:
+        """`run_in_thread(fn)`, with whatever `fn` raises kept in `crashes`."""
+
+        def guarded() -> None:
+            try:
+                fn()
+            except Exception as exc:
+                with self._lock:
+                    self.crashes.append(exc)
+
+        return run_in_thread(guarded, name)
+
+    def abort_all(self) -> None:
+        """Close every socket any check opened: a blocked read returns at once."""
+        with self._lock:
+            recorders = list(self._recorders)
+        for recorder in recorders:
+            recorder.abort()
+
+
+def _fill_from_recorder(progress: CheckProgress, recorder: DialRecorder) -> None:
+    evidence = progress.evidence
+    records = recorder.records
+    if not records:
+        return
+    last = records[-1]
+    if evidence.dns is None and last.dns is not None:
+        evidence.dns = last.dns
+    if evidence.tcp is None and last.tcp:
+        evidence.tcp = last.tcp[-1]
+    if progress.target is not None and progress.target.connect_to is None and last.connect_to:
+        progress.target = dataclasses.replace(progress.target, connect_to=last.connect_to)
+
+
+def run_in_thread(fn: Callable[[], Any], name: str) -> threading.Thread:
+    """A daemon thread, so a check stuck past the deadline never keeps the process alive."""
+    import contextvars
+
+    context = contextvars.copy_context()
+    thread = threading.Thread(target=context.run, args=(fn,), name=name, daemon=True)
+    thread.start()
+    return thread

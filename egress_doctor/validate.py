@@ -1,0 +1,43 @@
+"""Validation of user input: one clear line per mistake, raised as UsageError (exit 2)."""
+
+from __future__ import annotations
+
+import re
+
+# botocore's own rule for region names (botocore.utils.validate_region_name).
+_REGION = re.compile(r"^[a-zA-Z0-9](?:[a-zA-Z0-9\-]{0,61}[a-zA-Z0-9])?$")
+# DynamoDB table names: 3-255 of [a-zA-Z0-9_.-]; ARNs: arn:<partition>:dynamodb:<region>:<account>:table/<name>
+_TABLE = re.compile(r"^[a-zA-Z0-9_.\-]{3,255}$")
+_TABLE_ARN = re.compile(r"^arn:aws[a-z\-]*:dynamodb:[a-z0-9\-]+:\d{12}:table/([a-zA-Z0-9_.\-]{3,255})$")
+
+
+class UsageError(Exception):
+    """A bad flag or value: reported on one line, exit 2, nothing probed."""
+
+
+def region(value: str) -> str:
+    if not _REGION.match(value):
+        raise UsageError(f"invalid region {value!r}: expected a name such as us-east-1")
+    return value
+
+
+def table(value: str) -> str:
+    if value.startswith("arn:"):
+        if not _TABLE_ARN.match(value):
+            raise UsageError(
+                f"invalid table ARN {value!r}: expected arn:aws:dynamodb:<region>:<12-digit account>:table/<name>"
+            )
+        return value
+    if not _TABLE.match(value):
+        raise UsageError(f"invalid table name {value!r}: 3-255 characters of letters, digits, '_', '-' and '.'")
+    return value
+
+
+def positive_seconds(name: str, value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise UsageError(f"{name} {value!r}: expected a number of seconds") from None
+    if not 0 < seconds <= 3600:
+        raise UsageError(f"{name} {value!r}: expected more than 0 and at most 3600 seconds")
+    return seconds
