@@ -1,0 +1,108 @@
+"""The findings catalogue (`catalogue.yaml`): stable codes, levels, titles and message templates.
+
+Rules name a code and its arguments; the wording lives in the YAML so that it can be reviewed,
+documented (`docs/findings/<code>.md`) and kept stable without touching code.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from types import MappingProxyType
+
+import yaml
+
+LEVELS = ("error", "warning", "info")
+CODE = re.compile(r"^ED[1-69]\d\d$")
+RANGES = {
+    "1": "DNS",
+    "2": "TCP / interception",
+    "3": "TLS / SNI",
+    "4": "Envoy / HTTP",
+    "5": "AWS credentials and API",
+    "6": "mesh configuration",
+    "9": "tool errors",
+}
+
+
+class CatalogueError(ValueError):
+    """The catalogue file is malformed (a bug caught by the tests, never by users)."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    code: str
+    name: str
+    level: str
+    title: str
+    template: str
+    args: tuple[str, ...]
+    docs: str
+
+    def render(self, args: Mapping[str, object]) -> str:
+        """The message with `args` filled in; every declared argument is required, no others."""
+        given = set(args)
+        if given != set(self.args):
+            missing = sorted(set(self.args) - given)
+            extra = sorted(given - set(self.args))
+            raise KeyError(f"{self.code}: missing args {missing}, unexpected args {extra}")
+        return self.template.format_map({k: str(v) for k, v in args.items()})
+
+
+def template_fields(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+def _entry(raw: Mapping[str, object]) -> Entry:
+    try:
+        entry = Entry(
+            code=str(raw["code"]),
+            name=str(raw["name"]),
+            level=str(raw["level"]),
+            title=str(raw["title"]),
+            template=str(raw["template"]),
+            args=tuple(str(a) for a in raw["args"]),  # type: ignore[attr-defined]
+            docs=str(raw["docs"]),
+        )
+    except KeyError as exc:
+        raise CatalogueError(f"entry {raw.get('code', '?')} lacks {exc}") from None
+    if not CODE.match(entry.code):
+        raise CatalogueError(f"{entry.code}: codes are ED followed by a range digit (1-6, 9) and two digits")
+    if entry.level not in LEVELS:
+        raise CatalogueError(f"{entry.code}: level {entry.level!r} is not one of {LEVELS}")
+    if template_fields(entry.template) != set(entry.args):
+        raise CatalogueError(f"{entry.code}: template fields differ from args {list(entry.args)}")
+    if entry.docs != f"docs/findings/{entry.code}.md":
+        raise CatalogueError(f"{entry.code}: docs must be docs/findings/{entry.code}.md")
+    return entry
+
+
+def parse_catalogue(text: str) -> Mapping[str, Entry]:
+    """Entries by code, in file order; raises CatalogueError on duplicates or disorder."""
+    data = yaml.safe_load(text) or {}
+    entries = [_entry(raw) for raw in data.get("findings", [])]
+    codes = [e.code for e in entries]
+    if len(set(codes)) != len(codes):
+        duplicates = sorted({c for c in codes if codes.count(c) > 1})
+        raise CatalogueError("duplicate codes: " + ", ".join(duplicates))
+    if codes != sorted(codes):
+        raise CatalogueError("entries must be ordered by code")
+    return MappingProxyType({e.code: e for e in entries})
+
+
+@cache
+def catalogue() -> Mapping[str, Entry]:
+    """The packaged catalogue (read once)."""
+    text = resources.files("egress_doctor.diagnose").joinpath("catalogue.yaml").read_text(encoding="utf-8")
+    return parse_catalogue(text)
+
+
+def entry(code: str) -> Entry:
+    try:
+        return catalogue()[code]
+    except KeyError:
+        raise KeyError(f"{code} is not in the findings catalogue") from None

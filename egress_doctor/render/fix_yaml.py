@@ -1,0 +1,63 @@
+"""Fixes as multi-document YAML for `egress-doctor check --fix-only | kubectl apply -f -`.
+
+Each manifest is one document led by a comment block (the fix's description: which finding,
+which host, why). Fixes that are patches, not objects, are printed as comments only, with the
+command that applies them, so the stream stays valid input for `kubectl apply`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+
+from egress_doctor.model import Fix
+
+TOP_LEVEL_ORDER = ("apiVersion", "kind", "metadata", "spec")
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style, and lists indented under their key (what kubectl users expect to read)."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    """Double-quote the namespace wildcards ("." and "*"): plain, they read like YAML syntax."""
+    style = '"' if value in (".", "*", "~") else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def ordered(manifest: dict[str, Any]) -> dict[str, Any]:
+    """apiVersion, kind, metadata, spec first; any other keys after them, sorted."""
+    head = {k: manifest[k] for k in TOP_LEVEL_ORDER if k in manifest}
+    tail = {k: manifest[k] for k in sorted(manifest) if k not in head}
+    return {**head, **tail}
+
+
+def comment_block(text: str) -> str:
+    return "".join(f"# {line}".rstrip() + "\n" for line in text.splitlines())
+
+
+def dump(manifest: dict[str, Any]) -> str:
+    return yaml.dump(ordered(manifest), Dumper=_Dumper, sort_keys=False, default_flow_style=False,
+                     allow_unicode=True, width=1000)
+
+
+def _render_fix(fix: Fix) -> list[str]:
+    if fix.manifests:
+        return [comment_block(fix.description) + dump(m) for m in fix.manifests]
+    if fix.patch:
+        return [comment_block(fix.description) + comment_block("patch:\n" + fix.patch)]
+    return []
+
+
+def render_fixes(fixes: Sequence[Fix]) -> str:
+    """Multi-document YAML with one comment block per document; "" when there is nothing to fix."""
+    documents = [doc for fix in fixes for doc in _render_fix(fix)]
+    return "---\n".join(documents)

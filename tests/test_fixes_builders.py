@@ -1,0 +1,215 @@
+"""Fix builders: names, grouping, options. Shapes are checked against Istio in test_fixes_schema."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from egress_doctor.mesh.fixes import (
+    EgressNeed,
+    FixOptions,
+    build_fixes,
+    ddb_wildcard,
+    external_service_entry,
+    hold_until_proxy_starts_fix,
+    metadata_service_entry,
+    service_entry_name,
+)
+
+
+def need(host: str, port: int = 443, scheme: str = "https", code: str = "ED301") -> EgressNeed:
+    return EgressNeed(host, port, code, "TLS closed during handshake", scheme)
+
+
+@pytest.mark.parametrize(
+    ("host", "name"),
+    [
+        ("sts.us-east-1.amazonaws.com", "aws-sts-us-east-1"),
+        ("sts.amazonaws.com", "aws-sts-global"),
+        ("sts-fips.us-east-2.amazonaws.com", "aws-sts-us-east-2"),
+        ("sts.us-west-2.api.aws", "aws-sts-us-west-2"),
+        ("sts.cn-north-1.amazonaws.com.cn", "aws-sts-cn-north-1"),
+        ("sts.us-gov-west-1.amazonaws.com", "aws-sts-us-gov-west-1"),
+        ("vpce-0abc-xyz.sts.us-west-2.vpce.amazonaws.com", "aws-sts-us-west-2"),
+        ("111122223333.ddb.us-east-1.amazonaws.com", "aws-dynamodb-us-east-1"),
+        ("dynamodb.eu-central-1.amazonaws.com", "aws-dynamodb-eu-central-1"),
+        ("dynamodb-fips.us-west-2.amazonaws.com", "aws-dynamodb-us-west-2"),
+        ("169.254.169.254", "aws-imds"),
+        ("fd00:ec2::254", "aws-imds-ipv6"),
+        ("169.254.170.23", "aws-eks-pod-identity"),
+        ("169.254.170.2", "aws-ecs-credentials"),
+        ("localstack.tools.svc.cluster.local", "egress-localstack-tools-svc-cluster-local"),
+    ],
+)
+def test_service_entry_names_are_deterministic_per_service_and_region(host: str, name: str) -> None:
+    assert service_entry_name(host) == name
+
+
+def test_very_long_hosts_get_a_short_stable_name() -> None:
+    host = "a" * 80 + ".example.com"
+    name = service_entry_name(host)
+    assert len(name) <= 63 and name == service_entry_name(host) and name != service_entry_name("b" + host)
+
+
+@pytest.mark.parametrize(
+    ("host", "wildcard"),
+    [
+        ("111122223333.ddb.us-east-1.amazonaws.com", "*.ddb.us-east-1.amazonaws.com"),
+        ("111122223333.ddb.us-west-2.api.aws", "*.ddb.us-west-2.api.aws"),
+    ],
+)
+def test_account_dynamodb_hosts_widen_to_the_regional_wildcard(host: str, wildcard: str) -> None:
+    assert ddb_wildcard(host) == wildcard
+
+
+def test_only_account_dynamodb_hosts_can_be_widened() -> None:
+    with pytest.raises(ValueError):
+        ddb_wildcard("dynamodb.us-east-1.amazonaws.com")
+
+
+def test_one_serviceentry_per_service_and_region_listing_every_blocked_host() -> None:
+    plan = build_fixes(
+        [
+            need("111122223333.ddb.us-east-1.amazonaws.com"),
+            need("dynamodb.us-east-1.amazonaws.com"),
+            need("sts.us-east-1.amazonaws.com"),
+            need("sts.us-east-1.amazonaws.com", code="ED601"),
+        ]
+    )
+    assert [f.id for f in plan.fixes] == [
+        "serviceentry/aws-dynamodb-us-east-1",
+        "serviceentry/aws-sts-us-east-1",
+    ]
+    assert plan.fixes[0].manifests[0]["spec"]["hosts"] == [
+        "111122223333.ddb.us-east-1.amazonaws.com",
+        "dynamodb.us-east-1.amazonaws.com",
+    ]
+    assert plan.by_host["dynamodb.us-east-1.amazonaws.com"] == "serviceentry/aws-dynamodb-us-east-1"
+
+
+def test_wildcard_replaces_the_account_host_and_switches_to_resolution_none() -> None:
+    plan = build_fixes(
+        [need("111122223333.ddb.us-east-1.amazonaws.com"), need("dynamodb.us-east-1.amazonaws.com")],
+        FixOptions(wildcard=True),
+    )
+    spec = plan.fixes[0].manifests[0]["spec"]
+    assert spec["hosts"] == ["*.ddb.us-east-1.amazonaws.com", "dynamodb.us-east-1.amazonaws.com"]
+    assert spec["resolution"] == "NONE"
+    assert "endpoints" not in spec
+
+
+def test_tls_serviceentry_has_port_443_tls_dns_mesh_external_and_no_virtualservice() -> None:
+    plan = build_fixes([need("sts.us-east-1.amazonaws.com")], FixOptions(namespace="payments"))
+    (fix,) = plan.fixes
+    (manifest,) = fix.manifests
+    assert manifest["kind"] == "ServiceEntry" and manifest["metadata"]["namespace"] == "payments"
+    assert manifest["spec"] == {
+        "hosts": ["sts.us-east-1.amazonaws.com"],
+        "exportTo": ["."],
+        "location": "MESH_EXTERNAL",
+        "ports": [{"number": 443, "name": "tls", "protocol": "TLS"}],
+        "resolution": "DNS",
+    }
+
+
+def test_metadata_serviceentry_uses_a_placeholder_fqdn_the_address_and_a_static_endpoint() -> None:
+    spec = metadata_service_entry("169.254.169.254")["spec"]
+    assert spec["hosts"] == ["imds.aws.internal"]
+    assert spec["addresses"] == ["169.254.169.254"]
+    assert spec["resolution"] == "STATIC"
+    assert spec["endpoints"] == [{"address": "169.254.169.254"}]
+    assert spec["ports"] == [{"number": 80, "name": "http", "protocol": "HTTP"}]
+
+
+def test_each_metadata_address_gets_its_own_serviceentry() -> None:
+    plan = build_fixes(
+        [need("169.254.169.254", 80, "http", "ED401"), need("169.254.170.23", 80, "http", "ED401")]
+    )
+    assert [f.id for f in plan.fixes] == ["serviceentry/aws-eks-pod-identity", "serviceentry/aws-imds"]
+    hosts = [f.manifests[0]["spec"]["hosts"][0] for f in plan.fixes]
+    assert hosts == ["eks-pod-identity.aws.internal", "imds.aws.internal"]
+
+
+def test_annotation_mode_merges_every_metadata_address_into_one_pod_template_patch() -> None:
+    plan = build_fixes(
+        [need("169.254.169.254", 80, "http", "ED401"), need("169.254.170.23", 80, "http", "ED205")],
+        FixOptions(imds_fix="annotation"),
+    )
+    (fix,) = plan.fixes
+    patch = yaml.safe_load(fix.patch or "")
+    annotations = patch["spec"]["template"]["metadata"]["annotations"]
+    assert annotations == {
+        "traffic.sidecar.istio.io/excludeOutboundIPRanges": "169.254.169.254/32,169.254.170.23/32"
+    }
+    assert plan.by_host == {"169.254.169.254": fix.id, "169.254.170.23": fix.id}
+
+
+def test_annotation_mode_still_writes_serviceentries_for_aws_hosts() -> None:
+    plan = build_fixes(
+        [need("169.254.169.254", 80, "http", "ED401"), need("sts.us-east-1.amazonaws.com")],
+        FixOptions(imds_fix="annotation"),
+    )
+    assert [f.id for f in plan.fixes] == [
+        "patch/exclude-outbound-ip-ranges",
+        "serviceentry/aws-sts-us-east-1",
+    ]
+
+
+def test_ipv6_metadata_exclusion_uses_a_128_bit_prefix() -> None:
+    plan = build_fixes([need("fd00:ec2::254", 80, "http", "ED401")], FixOptions(imds_fix="annotation"))
+    assert "fd00:ec2::254/128" in (plan.fixes[0].patch or "")
+
+
+def test_non_default_ports_and_plain_http_get_distinct_port_names() -> None:
+    plan = build_fixes([need("api.example.com", 8443), need("api.example.com", 8080, "http")])
+    ports = plan.fixes[0].manifests[0]["spec"]["ports"]
+    assert ports == [
+        {"number": 8080, "name": "http-8080", "protocol": "HTTP"},
+        {"number": 8443, "name": "tls-8443", "protocol": "TLS"},
+    ]
+
+
+@pytest.mark.parametrize("api", ["v1", "v1beta1", "v1alpha3"])
+def test_api_version_follows_the_istio_api_option(api: str) -> None:
+    plan = build_fixes([need("sts.us-east-1.amazonaws.com")], FixOptions(istio_api=api))
+    assert plan.fixes[0].manifests[0]["apiVersion"] == f"networking.istio.io/{api}"
+
+
+def test_export_to_is_copied_from_the_options() -> None:
+    plan = build_fixes([need("sts.us-east-1.amazonaws.com")], FixOptions(export_to=("*",)))
+    assert plan.fixes[0].manifests[0]["spec"]["exportTo"] == ["*"]
+
+
+def test_an_ip_that_is_not_a_metadata_address_cannot_be_named_by_a_serviceentry() -> None:
+    with pytest.raises(ValueError, match=r"10\.0\.0\.5"):
+        build_fixes([need("10.0.0.5")])
+    with pytest.raises(ValueError):
+        external_service_entry("x", ["10.0.0.5"])
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"istio_api": "v2"}, {"imds_fix": "iptables"}, {"namespace": ""}],
+    ids=["istio_api", "imds_fix", "namespace"],
+)
+def test_fix_options_refuse_values_that_would_print_a_wrong_manifest(options: dict) -> None:
+    with pytest.raises(ValueError):
+        FixOptions(**options)
+
+
+def test_hold_patch_sets_hold_application_until_proxy_starts_in_the_pod_template() -> None:
+    fix = hold_until_proxy_starts_fix("ED202", "connections refused", FixOptions(namespace="jobs"))
+    patch = yaml.safe_load(fix.patch or "")
+    value = patch["spec"]["template"]["metadata"]["annotations"]["proxy.istio.io/config"]
+    assert yaml.safe_load(value) == {"holdApplicationUntilProxyStarts": True}
+    assert "kubectl -n jobs patch" in fix.description
+
+
+def test_descriptions_start_with_one_egress_doctor_line_per_blocked_destination() -> None:
+    plan = build_fixes([need("sts.us-east-1.amazonaws.com"), need("sts.amazonaws.com")])
+    lines = [f.description.splitlines()[0] for f in plan.fixes]
+    why = "(blocked: TLS closed during handshake)"
+    assert lines == [
+        f"egress-doctor: ED301 — allows sts.amazonaws.com:443 {why}",
+        f"egress-doctor: ED301 — allows sts.us-east-1.amazonaws.com:443 {why}",
+    ]
