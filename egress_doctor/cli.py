@@ -90,6 +90,31 @@ def _add_check(commands: Any) -> None:
     )
     check.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
     check.add_argument(
+        "--fix-only",
+        action="store_true",
+        help="print only the fix as multi-document YAML (for `| kubectl apply -f -`); the exit code still reports",
+    )
+    check.add_argument(
+        "-n", "--namespace", help="namespace for the fix (default: POD_NAMESPACE, else the service-account namespace)"
+    )
+    check.add_argument(
+        "--istio-api",
+        choices=("v1", "v1beta1", "v1alpha3"),
+        default="v1",
+        help="networking.istio.io version of the fix: v1 for Istio >= 1.22 (default), v1beta1 for 1.5-1.21",
+    )
+    check.add_argument(
+        "--wildcard",
+        action="store_true",
+        help="allow *.ddb.<region>.amazonaws.com (resolution NONE) instead of one account's DynamoDB host",
+    )
+    check.add_argument(
+        "--imds-fix",
+        choices=("serviceentry", "annotation"),
+        default="serviceentry",
+        help="metadata endpoints: a ServiceEntry (default) or the excludeOutboundIPRanges pod annotation",
+    )
+    check.add_argument(
         "-v",
         "--verbose",
         action="store_true",

@@ -36,20 +36,36 @@ def run_check_command(args: argparse.Namespace, env: Environment, redactor: Reda
     options = check_options(args, env)
     from egress_doctor.probes.check import run_check
 
-    facts = env.facts(env.pod_namespace(getattr(args, "namespace", None)), [str(r) for r in options.connect_to])
+    facts = env.facts(env.pod_namespace(args.namespace), [str(r) for r in options.connect_to])
     report = run_check(options, env.environ, facts, redactor)
+    add_diagnosis(report, args)
     write_report(report, args, env, redactor)
     return report.exit_status
 
 
+def add_diagnosis(report: Report, args: argparse.Namespace) -> None:
+    from egress_doctor.diagnose import DiagnoseOptions, diagnose
+
+    options = DiagnoseOptions(
+        namespace=args.namespace, istio_api=args.istio_api, wildcard=args.wildcard, imds_fix=args.imds_fix
+    )
+    assert report.facts is not None
+    diagnosis = diagnose(report.identity, report.checks, report.facts, options)
+    report.findings = diagnosis.findings
+    report.fixes = diagnosis.fixes
+
+
 def write_report(report: Report, args: argparse.Namespace, env: Environment, redactor: Redactor) -> None:
+    from egress_doctor.render.fix_yaml import render_fixes
     from egress_doctor.render.json_v1 import report_to_v1
 
-    if args.output == "table":
+    if args.fix_only:
+        text = render_fixes(report.fixes)
+    elif args.output == "table":
         from egress_doctor.render.table import render_table
 
         color = not args.no_color and "NO_COLOR" not in env.environ and env.stdout_is_tty()
-        text = render_table(report, color=color, verbose=args.verbose)
+        text = render_table(report, color=color, verbose=args.verbose, fix_yaml=render_fixes(report.fixes))
     else:
         document = redactor.redact_obj(report_to_v1(report, transcript=args.verbose))
         if args.output == "json":
