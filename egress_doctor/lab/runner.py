@@ -1,0 +1,379 @@
+"""The lab as one object: fakes, ports, a real Envoy configured like the sidecar, the pod's env.
+
+    with Lab(LabConfig(files=("scenarios/blog-2018",), mode=Mode.REGISTRY_ONLY)) as lab:
+        subprocess.run(["egress-doctor", "check"], env=lab.command_env())
+        lab.apply(fixed_objects)          # same ports, Envoy relaunched with the new config
+
+Everything listens on 127.0.0.0/8. What a pod's iptables would capture is reached through
+`lab.connect_to` (curl-style rules, also in `EGRESS_DOCTOR_CONNECT_TO`); IMDS and the Pod
+Identity agent are reached at loopback stand-ins of their link-local addresses, on the port of
+the `0.0.0.0_80` stand-in. Every process and the temporary directory are gone after close(),
+whatever happened (exceptions, KeyboardInterrupt, SIGTERM turned into SystemExit by the CLI).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from egress_doctor.lab.envoy import EnvoyError, EnvoyProcess, static_bootstrap, validate, write_dynamic
+from egress_doctor.lab.translate import (
+    ISTIO_VERSION,
+    LINK_LOCAL_STANDINS,
+    Endpoint,
+    EnvoyResources,
+    LabPorts,
+    Upstreams,
+    translate,
+)
+from egress_doctor.mesh.istio import IstioObject, MeshConfig, Mode, load_files, parse_documents
+from egress_doctor.mesh.visibility import PodView, pod_view
+
+CredentialMode = Literal["env", "irsa", "imds", "pod-identity"]
+CREDENTIAL_MODES: tuple[CredentialMode, ...] = ("env", "irsa", "imds", "pod-identity")
+DEFAULT_ACCOUNT = "111122223333"  # used for role ARNs and the agents when --account-id is absent
+ROLE_NAME = "egress-doctor-lab"
+LOOPBACK = "127.0.0.1"
+ENV_ADMIN_URL = "EGRESS_DOCTOR_ADMIN_URL"  # where the lab's Envoy admin answers (15000 in a pod)
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    """What the lab models. `objects` may be parsed objects or raw manifests (dicts)."""
+
+    files: tuple[str, ...] = ()
+    objects: tuple[IstioObject | Mapping[str, Any], ...] = ()
+    mode: Mode = Mode.REGISTRY_ONLY  # meshConfig.outboundTrafficPolicy (Istio's default is ALLOW_ANY)
+    namespace: str = "default"  # the pod's; objects without metadata.namespace land here
+    region: str = "us-east-1"
+    account_id: str | None = None
+    credentials: CredentialMode = "env"
+    tables: tuple[str, ...] = ()  # DynamoDB tables that exist
+    sidecar_ready: bool = True  # False: no Envoy at all, every captured port refuses
+    istio_version: str = ISTIO_VERSION
+    labels: Mapping[str, str] | None = None  # the pod's labels (Sidecar workloadSelector)
+    assume_http_80: bool = True  # some HTTP service on :80 exists in the mesh (nearly always)
+
+    def mesh(self) -> MeshConfig:
+        return MeshConfig(outbound_traffic_policy=self.mode)
+
+    def load(self) -> list[IstioObject]:
+        objects, _ = load_files(self.files, self.namespace)
+        raw = [o for o in self.objects if isinstance(o, Mapping)]
+        parsed, _ = parse_documents(raw, self.namespace, "<objects>")
+        return objects + [o for o in self.objects if not isinstance(o, Mapping)] + parsed
+
+
+@dataclass
+class _Fakes:
+    aws: Any
+    imds: Any
+    pod_identity: Any
+    ca_bundle: Path
+
+    def upstreams(self) -> Upstreams:
+        return Upstreams(aws=Endpoint(LOOPBACK, self.aws.port), imds=Endpoint(LOOPBACK, self.imds.port),
+                         pod_identity=Endpoint(LOOPBACK, self.pod_identity.port),
+                         ca_bundle=str(self.ca_bundle))
+
+
+@dataclass
+class Lab:
+    """A running lab; use as a context manager (or call start()/close())."""
+
+    config: LabConfig
+    env: dict[str, str] = field(default_factory=dict)  # the pod's AWS environment + connect-to
+    connect_to: list[str] = field(default_factory=list)
+    ports: LabPorts | None = None
+    view: PodView | None = None
+    resources: EnvoyResources | None = None
+    directory: Path | None = None
+    bringup_seconds: float = 0.0
+    fakes: _Fakes | None = None
+    _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    _envoy: EnvoyProcess | None = None
+    _objects: list[IstioObject] = field(default_factory=list)
+    _generation: int = 0
+
+    @property
+    def admin_url(self) -> str | None:
+        return f"http://{LOOPBACK}:{self.ports.admin}" if self.ports and self.config.sidecar_ready else None
+
+    @property
+    def envoy_pid(self) -> int | None:
+        return self._envoy.pid if self._envoy else None
+
+    def __enter__(self) -> Lab:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> Lab:
+        started = time.monotonic()
+        try:
+            self._objects = self.config.load()
+            self.directory = Path(tempfile.mkdtemp(prefix="egress-doctor-lab-"))
+            self._stack.callback(shutil.rmtree, self.directory, True)
+            self.fakes = self._start_fakes(self.directory)
+            self.ports = allocate_ports()
+            if self.config.sidecar_ready:
+                self._launch()
+            else:
+                self.view = self._view(self._objects)
+            self.connect_to = connect_to_rules(self.ports)
+            self.env = self._environment()
+        except BaseException:
+            self.close()
+            raise
+        self.bringup_seconds = time.monotonic() - started
+        return self
+
+    def close(self) -> None:
+        """Stop Envoy, the fakes and remove the directory; safe to call twice."""
+        try:
+            if self._envoy is not None:
+                self._envoy.stop()
+                self._envoy = None
+        finally:
+            self._stack.close()
+
+    # ---- configuration ---------------------------------------------------------------------------
+
+    def reconfigure(self, objects: Iterable[IstioObject | Mapping[str, Any]] | None = None,
+                    mode: Mode | None = None) -> None:
+        """Replace the mesh objects (and/or mode) and relaunch Envoy on the same ports."""
+        before = (self.config, self._objects)
+        if mode is not None:
+            self.config = replace(self.config, mode=mode)
+        if objects is not None:
+            self._objects = _parsed(objects, self.config.namespace)
+        try:
+            if self.config.sidecar_ready:
+                self._launch()
+            else:
+                self.view = self._view(self._objects)
+        except EnvoyError:
+            if self._envoy is not None:  # refused before the running Envoy was touched
+                self.config, self._objects = before
+            raise
+
+    def apply(self, objects: Iterable[IstioObject | Mapping[str, Any]]) -> None:
+        """Like `kubectl apply`: add objects, replacing those of the same kind, namespace and name."""
+        new = _parsed(objects, self.config.namespace)
+        keys = {_key(o) for o in new}
+        self.reconfigure([o for o in self._objects if _key(o) not in keys] + new)
+
+    @property
+    def objects(self) -> list[IstioObject]:
+        return list(self._objects)
+
+    def _view(self, objects: Sequence[IstioObject]) -> PodView:
+        return pod_view(objects, self.config.namespace, self.config.mesh(), self.config.labels)
+
+    def _launch(self) -> None:
+        """Translate and (re)start Envoy. A running Envoy is only replaced by a config that
+        `envoy --mode validate` accepts, so a bad reconfigure leaves the lab as it was."""
+        assert self.directory and self.ports and self.fakes
+        view = self._view(self._objects)
+        resources = translate(view, self.ports, self.fakes.upstreams(), self.config.istio_version,
+                              self.config.assume_http_80)
+        self._generation += 1
+        if self._envoy is not None:
+            checked = validate(static_bootstrap(resources), self.directory)
+            if not checked.ok:
+                raise EnvoyError(f"Envoy refused the new configuration; the lab keeps the old one:\n"
+                                 f"{checked.output}")
+        bootstrap = write_dynamic(resources, self.directory / f"envoy-{self._generation}")
+        if self._envoy is not None:
+            self._envoy.stop()
+            self._envoy = None
+        self.view, self.resources = view, resources
+        envoy = EnvoyProcess(bootstrap, f"http://{LOOPBACK}:{self.ports.admin}", self.directory / "envoy.log")
+        self._envoy = envoy.start()
+
+    def envoy_log(self) -> str:
+        return self._envoy.log_tail(200) if self._envoy else ""
+
+    # ---- fakes and environment -------------------------------------------------------------------
+
+    def _start_fakes(self, directory: Path) -> _Fakes:
+        from egress_doctor.lab.fakes import (
+            MOTO_DEFAULT_ACCOUNT,
+            FakeAws,
+            FakeImds,
+            FakePodIdentityAgent,
+            LabPKI,
+        )
+
+        cfg = self.config
+        account = cfg.account_id or DEFAULT_ACCOUNT
+        pki = LabPKI(directory / "pki")
+        aws = self._stack.enter_context(FakeAws(pki, regions=(cfg.region,)))
+        imds = self._stack.enter_context(FakeImds(region=cfg.region, availability_zone=f"{cfg.region}a",
+                                                  account_id=account))
+        agent = self._stack.enter_context(FakePodIdentityAgent(account_id=account))
+        if cfg.tables:
+            for owner in dict.fromkeys([MOTO_DEFAULT_ACCOUNT, account]):
+                aws.create_tables(cfg.tables, region=cfg.region, account_id=owner)
+        return _Fakes(aws, imds, agent, pki.ca_bundle_path)
+
+    def _environment(self) -> dict[str, str]:
+        assert self.ports and self.fakes and self.directory
+        cfg = self.config
+        http = self.ports.http
+        env = {
+            "AWS_DEFAULT_REGION": cfg.region,
+            "AWS_REGION": cfg.region,
+            "AWS_CA_BUNDLE": str(self.fakes.ca_bundle),
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT": f"http://{LINK_LOCAL_STANDINS['169.254.169.254']}:{http}/",
+            "EGRESS_DOCTOR_CONNECT_TO": ",".join(self.connect_to),
+            "POD_NAMESPACE": cfg.namespace,
+            # A pod has no ~/.aws: files that do not exist keep the developer's profiles out.
+            "AWS_CONFIG_FILE": str(self.directory / "no-aws-config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(self.directory / "no-aws-credentials"),
+        }
+        if self.admin_url:
+            env[ENV_ADMIN_URL] = self.admin_url
+        env.update(credential_environment(cfg, self.directory, http, self.fakes.pod_identity))
+        return env
+
+    def command_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """`base` (default os.environ) without any inherited AWS_* variable, plus the lab's env."""
+        base = os.environ if base is None else base
+        out = {k: v for k, v in base.items() if not k.startswith("AWS_") and k not in self.env}
+        out.update(self.env)
+        return out
+
+    def run(self, argv: Sequence[str], base_env: Mapping[str, str] | None = None) -> int:
+        """Run a command with the pod's environment; it is stopped by PID if we are interrupted."""
+        proc = subprocess.Popen(list(argv), env=self.command_env(base_env))
+        try:
+            return proc.wait()
+        finally:
+            _stop(proc)
+
+
+def _stop(proc: subprocess.Popen[Any], grace: float = 3.0) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait()
+
+
+def _parsed(objects: Iterable[IstioObject | Mapping[str, Any]], namespace: str) -> list[IstioObject]:
+    items = list(objects)
+    raw = [o for o in items if isinstance(o, Mapping)]
+    parsed, _ = parse_documents(raw, namespace, "<applied>")
+    return [o for o in items if not isinstance(o, Mapping)] + parsed
+
+
+def _key(obj: IstioObject) -> tuple[str, str, str]:
+    return (obj.meta.kind, obj.meta.namespace, obj.meta.name)
+
+
+# ---- ports and rules -----------------------------------------------------------------------------
+
+
+def _bindable(address: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(also: Sequence[str] = (), attempts: int = 50) -> int:
+    """A port free on 127.0.0.1 and on every address in `also` (the link-local stand-ins)."""
+    for _ in range(attempts):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((LOOPBACK, 0))
+            port = int(sock.getsockname()[1])
+        if all(_bindable(a, port) for a in (LOOPBACK, *also)):
+            return port
+    raise OSError("no free loopback port for the lab")
+
+
+def allocate_ports() -> LabPorts:
+    ports: list[int] = []
+    while len(ports) < 4:
+        port = free_port(tuple(LINK_LOCAL_STANDINS.values()) if not ports else ())
+        if port not in ports:
+            ports.append(port)
+    return LabPorts(http=ports[0], tls=ports[1], catch_all=ports[2], admin=ports[3])
+
+
+def connect_to_rules(ports: LabPorts) -> list[str]:
+    """curl-style rules steering what iptables would capture to the stand-in listeners (first match
+    wins): loopback as it is, the link-local endpoints to their stand-ins, :80 and :443 to the
+    stand-ins of 0.0.0.0_80 and 0.0.0.0_443 (or virtualOutbound, which then holds those ports),
+    everything else to virtualOutbound."""
+    # Loopback is not captured (istio-iptables: -d 127.0.0.1/32 RETURN): the admin port and the
+    # stand-ins are dialled as they are; the empty target keeps host and port.
+    rules = [f"{host}:::" for host in (ports.address, *LINK_LOCAL_STANDINS.values())]
+    rules += [f"{ip}:80:{standin}:{ports.http}" for ip, standin in LINK_LOCAL_STANDINS.items()]
+    rules += [f":80:{ports.address}:{ports.http}", f":443:{ports.address}:{ports.tls}",
+              f"::{ports.address}:{ports.catch_all}"]
+    return rules
+
+
+# ---- credentials ---------------------------------------------------------------------------------
+
+
+def credential_environment(cfg: LabConfig, directory: Path, http_port: int, agent: Any) -> dict[str, str]:
+    """Exactly the AWS variables a pod gets in each credential mode (EKS webhooks / the SDK docs)."""
+    account = cfg.account_id or DEFAULT_ACCOUNT
+    if cfg.credentials == "env":
+        from egress_doctor.lab.fakes import LabCredentials
+
+        creds = LabCredentials.generate()
+        env = {"AWS_ACCESS_KEY_ID": creds.access_key_id, "AWS_SECRET_ACCESS_KEY": creds.secret_access_key,
+               "AWS_SESSION_TOKEN": creds.token}
+        if cfg.account_id:
+            env["AWS_ACCOUNT_ID"] = cfg.account_id
+        return env
+    if cfg.credentials == "irsa":
+        token = directory / "eks.amazonaws.com" / "serviceaccount" / "token"
+        token.parent.mkdir(parents=True, exist_ok=True)
+        token.write_text(_jwt(cfg.region, cfg.namespace), encoding="utf-8")
+        return {"AWS_ROLE_ARN": f"arn:aws:iam::{account}:role/{ROLE_NAME}",
+                "AWS_WEB_IDENTITY_TOKEN_FILE": str(token)}
+    if cfg.credentials == "pod-identity":
+        token = directory / "pods.eks.amazonaws.com" / "serviceaccount" / "eks-pod-identity-token"
+        token.parent.mkdir(parents=True, exist_ok=True)
+        agent.write_token_file(token)
+        standin = LINK_LOCAL_STANDINS["169.254.170.23"]
+        return {"AWS_CONTAINER_CREDENTIALS_FULL_URI": f"http://{standin}:{http_port}/v1/credentials",
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": str(token),
+                "AWS_STS_REGIONAL_ENDPOINTS": "regional"}
+    return {}  # imds: the SDK finds the instance role itself
+
+
+def _jwt(region: str, namespace: str) -> str:
+    """A JWT-shaped projected service-account token (unsigned; moto does not verify it)."""
+    def part(body: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(body).encode()).rstrip(b"=").decode()
+
+    now = int(time.time())
+    claims = {"aud": ["sts.amazonaws.com"], "exp": now + 86400, "iat": now,
+              "iss": f"https://oidc.eks.{region}.amazonaws.com/id/EGRESSDOCTORLAB",
+              "sub": f"system:serviceaccount:{namespace}:default"}
+    return f"{part({'alg': 'RS256', 'kid': 'lab'})}.{part(claims)}.{part({'sig': 'lab'})}"
