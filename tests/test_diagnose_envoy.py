@@ -39,10 +39,10 @@ CASES = [
         identity=identity("imds"),
     ),
     Case(
-        "Pod Identity agent answered 502 by block_all needs the agent's ServiceEntry",
+        "Pod Identity agent answered 502 by block_all needs the agent's ServiceEntry, and STS next",
         [envoy(AGENT, "block_all"), skipped(GCI)],
-        ["ED401"],
-        ["serviceentry/aws-eks-pod-identity"],
+        ["ED401", "ED307", "ED601"],
+        ["serviceentry/aws-eks-pod-identity", "serviceentry/aws-sts-us-east-1"],
         identity=identity("pod-identity"),
     ),
     Case(

@@ -196,6 +196,24 @@ CASES = [
         facts=facts(uid=1337),
     ),
     Case("other TLS alerts are reported with their reason", [tls_failure(GCI, "other")], ["ED306"]),
+    # --- calls that never happened because an earlier one was blocked ---
+    Case(
+        "IRSA blocked by the registry: the fix also covers the DynamoDB host the SDK would call next",
+        [tls_eof(ARWWI), skipped(GCI), skipped(DESCRIBE)],
+        ["ED301", "ED307", "ED601", "ED602"],
+        ["serviceentry/aws-dynamodb-us-east-1", "serviceentry/aws-sts-us-east-1"],
+    ),
+    Case(
+        "a skipped call is not predicted blocked when nothing shows the registry blocking",
+        [dns_failure(ARWWI, -2), skipped(GCI), skipped(DESCRIBE)],
+        ["ED101"],
+    ),
+    Case(
+        "no prediction when the probes bypassed the sidecar (uid 1337)",
+        [tls_eof(ARWWI), skipped(DESCRIBE)],
+        ["ED201", "ED306"],
+        facts=facts(uid=1337),
+    ),
 ]
 
 

@@ -18,6 +18,7 @@ from egress_doctor.diagnose.catalogue import entry
 from egress_doctor.diagnose.rules import CHECK_RULES, HOST_RULES, RUN_RULES
 from egress_doctor.diagnose.rules.base import Cause, HostGroup, Observation, RunContext, observe
 from egress_doctor.diagnose.rules.notes import modern_endpoint
+from egress_doctor.diagnose.rules.predicted import predicted_destinations
 from egress_doctor.mesh.fixes import (
     METADATA_ENDPOINTS,
     FixOptions,
@@ -86,6 +87,7 @@ def find_causes(ctx: RunContext) -> list[Cause]:
         causes.append(_first_check_cause(o, ctx))
     for group in host_groups(o for o in pending if not _judged_alone(o)):
         causes.append(_first_host_cause(group, ctx))
+    causes += predicted_destinations(ctx, causes)
     return causes
 
 

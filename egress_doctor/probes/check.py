@@ -11,10 +11,11 @@ from urllib.parse import urlsplit
 
 from egress_doctor import __version__
 from egress_doctor.aws.identity import CredentialPlan, plan_credentials
-from egress_doctor.aws.session import Limits, ProbeSession
+from egress_doctor.aws.predict import predict_url
+from egress_doctor.aws.session import Limits, ProbeSession, target_of
 from egress_doctor.aws.transcript import TranscriptCapture
 from egress_doctor.aws.trust import botocore_trust
-from egress_doctor.model import CheckResult, ErrorInfo, Layer, Report, RunFacts, Status, Symptom
+from egress_doctor.model import CheckResult, ErrorInfo, Layer, Report, RunFacts, Status, Symptom, Target
 from egress_doctor.net.connect_to import ConnectTo, ConnectToMap
 from egress_doctor.net.dial import install
 from egress_doctor.probes import api, credentials
@@ -168,8 +169,35 @@ def _collect(
             reason = f"skipped: {failed_credentials} failed (no credentials to sign with)"
         else:
             reason = "not started: the run's deadline expired first" if expired else "skipped"
-        results.append(CheckResult(id=check_id, title=title, status=Status.SKIP, reason=reason, subject=subject))
+        target = _predicted_target(run, check_id, subject)
+        results.append(
+            CheckResult(id=check_id, title=title, status=Status.SKIP, reason=reason, subject=subject, target=target)
+        )
     return results
+
+
+_PLANNED_CALLS = {
+    "sts.get-caller-identity": ("sts", "GetCallerIdentity"),
+    "dynamodb.list-tables": ("dynamodb", "ListTables"),
+    "dynamodb.describe-table": ("dynamodb", "DescribeTable"),
+}
+
+
+def _predicted_target(run: Run, check_id: str, subject: str | None) -> Target | None:
+    """Where the skipped call would have gone, from botocore's endpoint rules (nothing is sent).
+
+    So that the fix can cover it now rather than after the next run.
+    """
+    import botocore.session
+
+    service, operation = _PLANNED_CALLS[check_id]
+    if service == "dynamodb" and run.identity.source == "pod-identity" and not run.identity.account_id:
+        return None  # the agent's answer carries the account: the host is unknowable until then
+    params: dict[str, object] = {"TableName": subject} if subject else ({"Limit": 1} if service == "dynamodb" else {})
+    url = predict_url(
+        botocore.session.Session(), service, operation, params, region=run.region, account_id=run.identity.account_id
+    )
+    return target_of(url, run.connect_to) if url else None
 
 
 def _deadline_result(progress: CheckProgress) -> CheckResult:
