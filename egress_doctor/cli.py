@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _add_check(commands)
     _add_lab(commands)
+    from egress_doctor.commands.demo import add_demo_parser
+
+    add_demo_parser(commands)
     return parser
 
 
