@@ -147,10 +147,11 @@ def handle_up(args: argparse.Namespace, env: Any) -> int:
     with _terminate_as_exit():
         lab = _start(args, env)
         try:
-            env.stdout.write(describe(lab))
-            env.stdout.write("# up: Ctrl-C (or SIGTERM) stops it and removes everything\n")
-            env.stdout.flush()
+            # Ctrl-C is the way to stop `up`: it may arrive as soon as the exports are printed.
             with contextlib.suppress(KeyboardInterrupt):
+                env.stdout.write(describe(lab))
+                env.stdout.write("# up: Ctrl-C (or SIGTERM) stops it and removes everything\n")
+                env.stdout.flush()
                 threading.Event().wait()
         finally:
             _close(lab)
