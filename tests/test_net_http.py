@@ -224,3 +224,22 @@ def test_read_bounded_raises_deadline_exceeded_carrying_what_was_read() -> None:
             read_bounded(response, 1000, time.monotonic() + 0.15)
         response.close()
     assert 0 < len(caught.value.partial) < 1000
+
+
+def test_a_request_whose_deadline_already_passed_reports_the_deadline_instead_of_crashing() -> None:
+    import time as _time
+
+    from egress_doctor.model import Symptom as _Symptom
+    from egress_doctor.net.http import request as _request
+    from tests.sockets import TlsStallServer
+
+    with TlsStallServer() as server:
+        result = _request(
+            "GET",
+            f"http://127.0.0.1:{server.port}/",
+            connect_timeout=1,
+            read_timeout=1,
+            deadline=_time.monotonic() - 1,
+        )
+    assert result.error is not None
+    assert result.symptom is _Symptom.DEADLINE

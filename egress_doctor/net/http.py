@@ -26,7 +26,7 @@ from urllib3.response import BaseHTTPResponse
 
 from egress_doctor.model import INTERESTING_HEADERS, ErrorInfo, HttpEvidence, Layer, Symptom
 from egress_doctor.net.classify import classify, error_info
-from egress_doctor.net.dial import DeadlineExceeded
+from egress_doctor.net.dial import DeadlineExceeded, current_scope
 
 # Body bytes kept by default (the rest is read past at most once, never stored).
 DEFAULT_MAX_BODY = 65536
@@ -91,7 +91,12 @@ def read_bounded(
                         "the deadline expired while reading the body", b"".join(chunks)
                     ) from exc
                 raise
+            except Exception as exc:
+                if _aborted():
+                    raise DeadlineExceeded(_ABORTED, b"".join(chunks)) from exc
+                raise
             if not data:
+                _raise_if_cut_short(response, b"".join(chunks))
                 break
             chunks.append(data)
             total += len(data)
@@ -103,13 +108,41 @@ def read_bounded(
     return body[:max_bytes], total > max_bytes
 
 
+_ABORTED = "the run's deadline expired while reading the body"
+
+
+def _aborted() -> bool:
+    """Whether the run's watchdog shut this scope's sockets down (what follows is its doing)."""
+    scope = current_scope()
+    return scope is not None and scope.recorder.aborted
+
+
+def _raise_if_cut_short(response: BaseHTTPResponse, partial: bytes) -> None:
+    """An end of body before the answer's end is no answer.
+
+    The watchdog's shutdown reads as an EOF (DeadlineExceeded then); a peer closing mid-body
+    raises urllib3's IncompleteRead, which urllib3 does not raise itself for botocore (it reads
+    with enforce_content_length=False).
+    """
+    if _aborted():
+        raise DeadlineExceeded(_ABORTED, partial)
+    remaining = getattr(response, "length_remaining", None)
+    if isinstance(remaining, int) and remaining > 0:
+        raise urllib3.exceptions.IncompleteRead(len(partial), remaining)
+
+
 def _interesting(headers: dict[str, str]) -> dict[str, str]:
     return {name: headers[name] for name in INTERESTING_HEADERS if name in headers}
 
 
+# urllib3 refuses a timeout of 0: a deadline already past still gets this much, then times out
+# (and the timeout is reported as the deadline's doing).
+_MIN_TIMEOUT = 0.001
+
+
 def _bounded(timeout: float, deadline: float | None) -> float:
     remaining = _remaining(deadline)
-    return timeout if remaining is None else max(0.0, min(timeout, remaining))
+    return timeout if remaining is None else max(_MIN_TIMEOUT, min(timeout, remaining))
 
 
 # Timeouts that, once the deadline has passed, were the deadline's doing.

@@ -27,6 +27,9 @@ from egress_doctor.validate import UsageError
 # Environment values that are secrets wherever they appear in output.
 SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN")
 SECRET_FILES_ENV = ("AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")
+# How long checks get, once their sockets are shut at the deadline, to record their verdict;
+# a check still running after it is reported from its progress (_deadline_result).
+ABORT_GRACE_SECONDS = 0.2
 
 
 @dataclass
@@ -106,10 +109,12 @@ def run_check(options: CheckOptions, environ: Mapping[str, str], facts: RunFacts
         planned = _planned_api_checks(options)
         worker = run.thread(lambda: _execute(run, plan, options), "egress-doctor-run")
         worker.join(max(0.0, deadline - time.monotonic()))
-        expired = worker.is_alive()
+        # The worker stops waiting for stage 2 at the deadline too: ask every check's thread.
+        expired = bool(run.unfinished())
         if expired:
             run.abort_all()
-            worker.join(0.2)
+            # Aborted checks finish at once with what they saw (the layer they were stuck in).
+            run.join_all(ABORT_GRACE_SECONDS)
         if run.crashes:
             raise run.crashes[0]
         checks = _collect(run, planned, expired, capture)

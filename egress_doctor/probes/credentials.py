@@ -335,6 +335,16 @@ def _irsa(run: Run, plan: CredentialPlan) -> Any:
         )
         return None
     run.redactor.add_secret(token)
+    if not token:
+        # botocore validates WebIdentityToken (min length 4) and raises before sending anything.
+        progress.finish(
+            Status.FAIL,
+            layer=Layer.CREDENTIALS,
+            symptom=Symptom.CREDENTIALS,
+            error=ErrorInfo(type="ParamValidationError", message="Invalid length for parameter WebIdentityToken"),
+            reason=f"web identity token file {token_file} is empty",
+        )
+        return None
     role_arn = plan.identity.role_arn or ""
 
     def call(client: Any) -> dict[str, Any]:

@@ -71,7 +71,7 @@ def api_failure(
         symptom = Symptom.HTTP_STATUS if status and status >= 300 else Symptom.NOT_AWS
         return Layer.HTTP, symptom, info, http_reason(http, "reply is not an AWS answer")
     if name in CREDENTIAL_STAGE_ERRORS or (name == "ValueError" and "Unsupported host" in str(exc)):
-        return Layer.CREDENTIALS, Symptom.CREDENTIALS, info, f"{name}: {info.message}"
+        return Layer.CREDENTIALS, Symptom.CREDENTIALS, info, f"{name}: {_one_line(info.message)}"
     verdict = classify(exc)
     if verdict is not None:
         layer, symptom = verdict
@@ -79,7 +79,12 @@ def api_failure(
     if isinstance(exc, KeyError | TypeError | AttributeError) and http is not None:
         http.body_prefix = body_text(raw_prefix)
         return Layer.HTTP, Symptom.NOT_AWS, info, "reply is not an AWS answer"
-    return None, None, info, f"{name}: {info.message}"
+    return None, None, info, f"{name}: {_one_line(info.message)}"
+
+
+def _one_line(message: str) -> str:
+    """A reason is one line of the table (botocore's ParamValidationError spans several)."""
+    return " ".join(line.strip() for line in message.splitlines() if line.strip())
 
 
 def _is_client_error(exc: BaseException) -> bool:

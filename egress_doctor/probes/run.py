@@ -52,6 +52,7 @@ class Run:
         # is over, so they reach the CLI's redacted "internal error" path instead of
         # threading.excepthook (raw traceback on stderr) and never pass for a deadline.
         self.crashes: list[BaseException] = []
+        self._threads: list[threading.Thread] = []
         self._recorders: list[DialRecorder] = []
         self._lock = threading.Lock()
 
@@ -95,7 +96,21 @@ class Run:
                 with self._lock:
                     self.crashes.append(exc)
 
-        return run_in_thread(guarded, name)
+        thread = run_in_thread(guarded, name)
+        with self._lock:
+            self._threads.append(thread)
+        return thread
+
+    def unfinished(self) -> list[threading.Thread]:
+        """Threads of this run (`thread()`) still running."""
+        with self._lock:
+            return [thread for thread in self._threads if thread.is_alive()]
+
+    def join_all(self, seconds: float) -> None:
+        """Wait at most `seconds` in all for every thread of the run to end."""
+        end = time.monotonic() + seconds
+        for thread in self.unfinished():
+            thread.join(max(0.0, end - time.monotonic()))
 
     def abort_all(self) -> None:
         """Close every socket any check opened: a blocked read returns at once."""
