@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from egress_doctor.mesh.view import MeshView
 
 
 class Layer(enum.StrEnum):
@@ -270,6 +273,7 @@ class Report:
     deadline_ms: float = 0.0
     tool_version: str = ""
     warnings: list[str] = field(default_factory=list)
+    mesh: MeshView | None = None  # what the sidecar's admin port (and the Istio objects) said
 
     @property
     def exit_status(self) -> ExitStatus:

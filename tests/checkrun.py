@@ -99,8 +99,9 @@ class World:
 
 def clean_aws_env(monkeypatch: pytest.MonkeyPatch, tmp: Path) -> None:
     for name in list(os.environ):
-        if name.startswith("AWS_") or name.startswith("EGRESS_DOCTOR_") or name.lower().endswith("_proxy"):
-            monkeypatch.delenv(name)
+        if name.startswith(("AWS_", "EGRESS_DOCTOR_", "KUBERNETES_")) or name.lower().endswith("_proxy"):
+            monkeypatch.delenv(name)  # KUBERNETES_*: a CI pod's own cluster is never read by a test
+    monkeypatch.delenv("KUBECONFIG", raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp / "no-aws-credentials"))
 

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 from egress_doctor.diagnose.catalogue import catalogue
-from tests import test_diagnose_aws, test_diagnose_envoy, test_diagnose_metadata, test_diagnose_network
+from tests import (
+    test_analyze_cases,
+    test_cluster_findings,
+    test_diagnose_aws,
+    test_diagnose_envoy,
+    test_diagnose_metadata,
+    test_diagnose_network,
+    test_explain_table,
+)
 
 TABLES = {
     "network": test_diagnose_network.CASES,
     "envoy": test_diagnose_envoy.CASES,
     "metadata": test_diagnose_metadata.CASES,
     "aws": test_diagnose_aws.CASES,
+    "mesh": test_explain_table.CASES,
+    "cluster": test_cluster_findings.CASES,
+    "analyze": test_analyze_cases.CASES,
 }
 
 

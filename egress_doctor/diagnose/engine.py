@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from egress_doctor.diagnose.catalogue import entry
 from egress_doctor.diagnose.rules import CHECK_RULES, HOST_RULES, RUN_RULES
 from egress_doctor.diagnose.rules.base import Cause, HostGroup, Observation, RunContext, observe
+from egress_doctor.diagnose.rules.mesh import mesh_fixes, refine_causes
 from egress_doctor.diagnose.rules.notes import modern_endpoint
 from egress_doctor.diagnose.rules.predicted import predicted_destinations
+from egress_doctor.mesh.explain import ExplainOptions
 from egress_doctor.mesh.fixes import (
     METADATA_ENDPOINTS,
     FixOptions,
@@ -27,6 +29,7 @@ from egress_doctor.mesh.fixes import (
     hold_until_proxy_starts_fix,
     is_ip,
 )
+from egress_doctor.mesh.view import MeshView
 from egress_doctor.model import CheckResult, Finding, Fix, Identity, RunFacts, Symptom
 
 LEVEL_ORDER = {"error": 0, "warning": 1, "info": 2}
@@ -61,17 +64,21 @@ def diagnose(
     checks: Sequence[CheckResult],
     facts: RunFacts,
     options: DiagnoseOptions | None = None,
+    mesh: MeshView | None = None,
 ) -> Diagnosis:
+    """`mesh`: what the sidecar's admin port and the Istio objects say (None: not read)."""
     options = options or DiagnoseOptions()
     fix_options = options.fix_options(facts)  # validates the options before any work
     ctx = RunContext(identity, facts, observe(list(checks), identity, facts))
     causes = find_causes(ctx)
     causes = [_gate(c, ctx) for c in causes]
+    explain_options = ExplainOptions(wildcard=fix_options.wildcard, istio_api=fix_options.istio_api)
+    causes = refine_causes(causes, ctx, mesh, fix_options.namespace, explain_options)
     causes += [note for c in causes for note in modern_endpoint(c)]
     plan = build_fixes((c.need for c in causes if c.need is not None), fix_options)
     hold = _hold_fix(causes, fix_options)
     findings = _merge(_finding(c, plan, hold) for c in causes)
-    fixes = sorted(plan.fixes + ([hold] if hold else []), key=lambda f: f.id)
+    fixes = sorted(plan.fixes + mesh_fixes(causes, mesh) + ([hold] if hold else []), key=lambda f: f.id)
     return Diagnosis(findings=findings, fixes=fixes)
 
 
@@ -168,6 +175,8 @@ def _hold_fix(causes: list[Cause], options: FixOptions) -> Fix | None:
 
 
 def _fix_id(c: Cause, plan: FixPlan, hold: Fix | None) -> str | None:
+    if c.edit is not None:
+        return c.edit.fix_id
     if c.need is not None:
         return plan.by_host[c.need.host]
     if c.hold_proxy and hold is not None:

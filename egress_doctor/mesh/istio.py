@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
 GROUP = "networking.istio.io"
 API_VERSIONS = ("v1", "v1beta1", "v1alpha3")
 KINDS = ("ServiceEntry", "Sidecar", "DestinationRule", "VirtualService")
@@ -294,6 +292,8 @@ def _expand(paths: Iterable[str | Path]) -> Iterator[Path]:
 
 def parse_yaml(text: str, namespace: str, source: str = "<yaml>") -> tuple[list[IstioObject], list[Ignored]]:
     try:
+        import yaml  # here, not at import time: `egress-doctor --help` must stay light
+
         documents = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:
         raise IstioParseError(f"not valid YAML: {exc}", source) from exc

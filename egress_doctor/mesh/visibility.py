@@ -300,8 +300,10 @@ def _one_per_hostname(candidates: list[Service], namespace: str, decisions: list
         else:
             decisions.append(Decision(svc.entry.meta.ref, svc.hostname, Reason.VISIBLE,
                                       f"ports merged into {winner.entry.meta.ref}"))
-    order = [s.hostname for s in candidates]
-    return sorted(chosen.values(), key=lambda s: order.index(s.hostname))
+    first: dict[str, int] = {}
+    for index, svc in enumerate(candidates):
+        first.setdefault(svc.hostname, index)
+    return sorted(chosen.values(), key=lambda s: first[s.hostname])
 
 
 def _vs_imported(vs: VirtualService, namespace: str, mesh: MeshConfig, sidecar: Sidecar | None) -> bool:

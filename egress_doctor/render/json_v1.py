@@ -10,6 +10,7 @@ import dataclasses
 from typing import Any
 
 from egress_doctor.model import CheckResult, Evidence, Finding, Fix, Identity, Report
+from egress_doctor.render.mesh_v1 import mesh_to_v1
 
 SCHEMA = "egress-doctor/v1"
 
@@ -27,6 +28,7 @@ def report_to_v1(report: Report, *, transcript: bool = False) -> dict[str, Any]:
         "findings": [finding_to_v1(f) for f in report.findings],
         "fixes": [fix_to_v1(f) for f in report.fixes],
         "warnings": list(report.warnings),
+        "mesh": mesh_to_v1(report.mesh),
     }
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
+from egress_doctor.mesh.edits import Edit
 from egress_doctor.mesh.fixes import (
     ECS_IPV4,
     IMDS_IPV4,
@@ -134,6 +135,7 @@ class Cause:
     need: EgressNeed | None = None  # the destination a ServiceEntry (or exclusion) would allow
     hold_proxy: bool = False  # fixed by starting the app after the sidecar
     consumes: frozenset[int] = field(default_factory=frozenset)  # observation indices explained
+    edit: Edit | None = None  # an existing Istio object to change (rules.mesh), instead of a need
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "args", MappingProxyType(dict(self.args)))

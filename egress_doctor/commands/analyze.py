@@ -1,0 +1,136 @@
+"""`egress-doctor analyze -f PATH…`: the offline check of Istio YAML against the hosts the AWS SDK
+will contact. No probes, no cluster, no network (see docs/analyze.md)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import time
+from typing import Any
+
+from egress_doctor import __version__, validate
+from egress_doctor.context import Environment
+from egress_doctor.model import Identity, Report, RunFacts
+from egress_doctor.validate import UsageError
+
+ANALYZE_EPILOG = """exit codes:
+  0    every host the SDK needs is carried by this pod's sidecar (or passes, under ALLOW_ANY)
+  1    something needed is not covered: the findings say why, the fix edits what exists
+  2    unreadable or invalid input (a file, a flag): one line on stderr, nothing analysed
+  3    internal error in egress-doctor
+
+examples:
+  egress-doctor analyze -f deploy/ --namespace payments --region us-east-1 --credentials irsa \\
+      --account 111122223333 --table orders
+  egress-doctor analyze -f mesh.yaml --mode REGISTRY_ONLY --fix-only | kubectl apply -f -
+"""
+
+
+def add_analyze_parser(commands: Any) -> None:
+    from egress_doctor.aws.endpoints import ACCOUNT_MODES, CREDENTIAL_MODES, SERVICES
+
+    p = commands.add_parser(
+        "analyze",
+        help="offline: check Istio YAML (files, a GitOps repo) against the hosts the AWS SDK will use",
+        description="Read Istio YAML and say whether a pod in NAMESPACE would reach the AWS hosts its SDK "
+        "contacts (computed by botocore, without any network call); print the findings and the fix.",
+        epilog=ANALYZE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("-f", "--filename", action="append", required=True, metavar="PATH",
+                   help="a YAML file or a directory (walked recursively); repeatable")
+    p.add_argument("--region", help="AWS region (default: AWS_REGION / AWS_DEFAULT_REGION)")
+    p.add_argument("--account", metavar="ID", help="12-digit account id the credentials carry (DynamoDB's "
+                   "account endpoint); without it, irsa and pod-identity need *.ddb.<region>…")
+    p.add_argument("--credentials", choices=CREDENTIAL_MODES, default="irsa",
+                   help="how the app gets credentials (default irsa)")
+    p.add_argument("--table", action="append", default=[], metavar="NAME|ARN",
+                   help="DynamoDB table (repeatable); an ARN adds its account's endpoint")
+    p.add_argument("--service", action="append", choices=SERVICES, metavar="SERVICE",
+                   help=f"AWS services the app calls (repeatable; default: {', '.join(SERVICES)})")
+    p.add_argument("-n", "--namespace", default="default", help="the pod's namespace (default: default)")
+    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
+                   help="a pod label, for Sidecar workloadSelectors (repeatable; default: unknown)")
+    p.add_argument("--mode", choices=("ALLOW_ANY", "REGISTRY_ONLY"),
+                   help="mesh outboundTrafficPolicy (default: from an IstioOperator or istio ConfigMap in the "
+                   "files, else ALLOW_ANY like Istio)")
+    p.add_argument("--fips", action="store_true", help="the app sets AWS_USE_FIPS_ENDPOINT=true")
+    p.add_argument("--dualstack", action="store_true", help="the app sets AWS_USE_DUALSTACK_ENDPOINT=true")
+    p.add_argument("--account-endpoint-mode", choices=ACCOUNT_MODES, default="preferred",
+                   help="the app's AWS_ACCOUNT_ID_ENDPOINT_MODE (default preferred)")
+    p.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
+    p.add_argument("--fix-only", action="store_true", help="print only the fix as multi-document YAML")
+    p.add_argument("--istio-api", choices=("v1", "v1beta1", "v1alpha3"), default="v1",
+                   help="networking.istio.io version of new objects (default v1; edits keep their own)")
+    p.add_argument("--wildcard", action="store_true",
+                   help="allow *.ddb.<region>.amazonaws.com (resolution NONE) instead of one account's host")
+    p.add_argument("--imds-fix", choices=("serviceentry", "annotation"), default="serviceentry")
+    p.add_argument("--no-color", action="store_true")
+    p.set_defaults(handler=run_analyze_command, verbose=False)
+
+
+def _labels(values: list[str]) -> dict[str, str] | None:
+    if not values:
+        return None
+    out = {}
+    for value in values:
+        key, sep, val = value.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--label: {value!r} is not KEY=VALUE")
+        out[key] = val
+    return out
+
+
+def _region(args: argparse.Namespace, env: Environment) -> str:
+    region = args.region or env.environ.get("AWS_REGION") or env.environ.get("AWS_DEFAULT_REGION")
+    if not region:
+        raise UsageError("--region is required (or AWS_REGION): the hosts depend on it")
+    return str(validate.region(region))
+
+
+def run_analyze_command(args: argparse.Namespace, env: Environment) -> int:
+    from egress_doctor.aws.endpoints import EndpointOptions, sdk_endpoints
+    from egress_doctor.diagnose.engine import DiagnoseOptions
+    from egress_doctor.diagnose.offline import analyze
+    from egress_doctor.mesh.files import FilesError, read_files, to_view
+    from egress_doctor.mesh.istio import MeshConfig, Mode
+    from egress_doctor.redact import Redactor
+
+    started = time.monotonic()
+    region = _region(args, env)
+    tables = tuple(validate.table(t) for t in args.table)
+    try:
+        endpoint_options = EndpointOptions(
+            region=region, credentials=args.credentials, account=args.account, tables=tables,
+            services=tuple(args.service or ("sts", "dynamodb")), fips=args.fips, dualstack=args.dualstack,
+            account_endpoint_mode=args.account_endpoint_mode)
+        read = read_files(args.filename, args.namespace)
+    except (ValueError, FilesError) as exc:
+        raise UsageError(str(exc)) from None
+    mesh = read.mesh or MeshConfig()
+    if args.mode:
+        mesh = MeshConfig(Mode(args.mode), mesh.root_namespace, mesh.default_service_export_to,
+                          mesh.default_virtual_service_export_to, mesh.default_destination_rule_export_to)
+    view = to_view(read, args.namespace, mesh, _labels(args.label))
+    identity = Identity(source=args.credentials, region=region, region_source="--region" if args.region else "env",
+                        account_id=args.account)
+    options = DiagnoseOptions(namespace=args.namespace, istio_api=args.istio_api, wildcard=args.wildcard,
+                              imds_fix=args.imds_fix)
+    result = analyze(view, sdk_endpoints(endpoint_options), identity, options)
+    report = Report(identity=identity, checks=result.checks,
+                    facts=RunFacts(uid=env.uid, gid=env.gid, namespace=args.namespace),
+                    findings=result.findings, fixes=result.fixes,
+                    started_at=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+                    duration_ms=round((time.monotonic() - started) * 1000, 1), tool_version=__version__,
+                    warnings=_warnings(read, mesh, args), mesh=view)
+    from egress_doctor.commands.check import write_report
+
+    write_report(report, args, env, Redactor())
+    return int(report.exit_status)
+
+
+def _warnings(read: Any, mesh: Any, args: argparse.Namespace) -> list[str]:
+    source = "--mode" if args.mode else (read.mesh_source or "Istio's default (no mesh config in the files)")
+    out = [f"analyze: {read.files} files, {len(read.objects)} Istio objects; namespace {args.namespace}; "
+           f"mesh mode {mesh.outbound_traffic_policy} from {source}"]
+    return out + list(read.skipped)

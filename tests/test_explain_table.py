@@ -1,0 +1,349 @@
+"""Fixture grid: Istio YAML + the sidecar's view + probe evidence → finding codes and fix YAML.
+
+Each row is a run the way `check` sees it (probe evidence from the transport/reply factories, which
+mirror what a real Envoy did in the lab) plus a `MeshView`. The fix YAML of every row with fixes is
+a golden file under tests/golden/explain/ (`EGRESS_DOCTOR_UPDATE_GOLDEN=1` rewrites them; review
+the diff).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from egress_doctor.diagnose import diagnose
+from egress_doctor.diagnose.engine import Diagnosis
+from egress_doctor.mesh.files import read_yaml
+from egress_doctor.mesh.istio import MeshConfig, Mode
+from egress_doctor.mesh.view import ClusterInfo, MeshView, SidecarView, SniChain, VirtualHostInfo
+from egress_doctor.render.fix_yaml import render_fixes
+from tests.test_diagnose_evidence import (
+    ARWWI,
+    DDB_REGIONAL,
+    DESCRIBE,
+    GCI,
+    IMDS_CREDS,
+    ROLE,
+    STS,
+    STS_GLOBAL,
+    TOKEN,
+    Case,
+    assert_case,
+    facts,
+    identity,
+    skipped,
+)
+from tests.test_diagnose_replies import envoy
+from tests.test_diagnose_transport import tls_eof, tls_failure
+
+GOLDEN = Path(__file__).parent / "golden" / "explain"
+NS = "payments"
+ADMIN = "http://127.0.0.1:15000"
+
+
+# --- building views -------------------------------------------------------------------------------
+
+
+def sidecar(
+    mode: Mode = Mode.REGISTRY_ONLY,
+    clusters: dict[str, tuple[str, tuple[str, ...]]] | None = None,
+    sni: dict[int, list[str]] | None = None,
+    vhosts: dict[str, list[tuple[str, tuple[str, ...]]]] | None = None,
+) -> SidecarView:
+    """A sidecar as read from its admin port: clusters {name: (type, endpoints)}, SNI names per port,
+    virtual hosts per route (the catch-all is appended)."""
+    view = SidecarView(admin_url=ADMIN, present=True, ready=True, istio_version="1.30.3",
+                       envoy_version="1.40.0", outbound_mode=mode)
+    for name, (kind, endpoints) in (clusters or {}).items():
+        view.clusters[name] = ClusterInfo(name, kind, endpoints, len(endpoints))
+    for port, names in (sni or {}).items():
+        view.sni_chains[port] = [SniChain(f"0.0.0.0_{port}", (n,), f"outbound|{port}||{n}") for n in names]
+    catch_all = "block_all" if mode is Mode.REGISTRY_ONLY else "allow_any"
+    for route, hosts in (vhosts or {}).items():
+        view.http_routes[route] = [VirtualHostInfo(route, name, domains) for name, domains in hosts]
+    view.http_routes.setdefault("80", []).append(VirtualHostInfo("80", catch_all, ("*",)))
+    return view
+
+
+def absent() -> SidecarView:
+    view = SidecarView(admin_url=ADMIN)
+    view.warnings.append(f"no Envoy admin at {ADMIN} (connect-refused): no sidecar in this pod")
+    return view
+
+
+def mesh_view(yaml_text: str | None = None, side: SidecarView | None = None, mode: Mode = Mode.REGISTRY_ONLY,
+              namespace_labels: dict[str, str] | None = None) -> MeshView:
+    if yaml_text is None:
+        return MeshView(sidecar=side, pod_namespace=NS, namespace_labels=namespace_labels or {})
+    read = read_yaml(yaml_text, NS)
+    return MeshView(sidecar=side, objects=read.objects, mesh=MeshConfig(outbound_traffic_policy=mode),
+                    pod_namespace=NS, namespace_labels=namespace_labels or {}, source="files",
+                    manifests=read.manifests, gateways=read.gateways)
+
+
+def se(name: str, hosts: list[str], *, ns: str = "platform", port: int = 443, protocol: str = "TLS",
+       resolution: str = "DNS", extra: str = "") -> str:
+    host_lines = "".join(f"\n  - {h!r}" for h in hosts)
+    return f"""
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  hosts:{host_lines}
+  ports: [{{number: {port}, name: p{port}, protocol: {protocol}}}]
+  location: MESH_EXTERNAL
+  resolution: {resolution}
+{extra}---"""
+
+
+@dataclass
+class MeshCase(Case):
+    mesh: MeshView | None = None
+    golden: str | None = None  # file name under tests/golden/explain/
+
+    def run(self) -> Diagnosis:
+        return diagnose(self.identity, self.checks, self.facts, self.options, mesh=self.mesh)
+
+
+EDIT_STS = "edit/serviceentry/platform/aws-sts"
+IMDS_ENTRY = """
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: aws-imds, namespace: payments}
+spec:
+  hosts: [imds.aws.internal]
+  %s
+  ports: [{number: 80, name: http, protocol: %s}]
+  resolution: STATIC
+  endpoints: [{address: 169.254.169.254}]
+"""
+SIDECAR_LOCAL = """
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: payments}
+spec:
+  egress:
+  - hosts: ["./*", "istio-system/*"]
+"""
+GATEWAY_VS = """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: sts-via-egress, namespace: payments}
+spec:
+  hosts: [sts.us-east-1.amazonaws.com]
+  gateways: [mesh, istio-egressgateway]
+  tls:
+  - match: [{gateways: [mesh], port: 443, sniHosts: [sts.us-east-1.amazonaws.com]}]
+    route: [{destination: {host: istio-egressgateway.istio-system.svc.cluster.local, subset: sts, port: {number: 443}}}]
+  - match: [{gateways: [istio-egressgateway], port: 443, sniHosts: [sts.us-east-1.amazonaws.com]}]
+    route: [{destination: {host: sts.us-east-1.amazonaws.com, port: {number: 443}}}]
+---"""
+GATEWAY_WITHOUT_HOST = """
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: istio-egressgateway, namespace: payments}
+spec:
+  selector: {istio: egressgateway}
+  servers:
+  - port: {number: 443, name: tls, protocol: TLS}
+    hosts: [dynamodb.us-east-1.amazonaws.com]
+    tls: {mode: PASSTHROUGH}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: egressgateway, namespace: payments}
+spec:
+  host: istio-egressgateway.istio-system.svc.cluster.local
+  subsets: [{name: dynamodb}]
+"""
+
+CASES = [
+    MeshCase(
+        "entry exported only to its own namespace is hidden: the fix adds the pod's namespace to exportTo",
+        [tls_eof(GCI)], ["ED610"], [EDIT_STS],
+        mesh=mesh_view(se("aws-sts", [STS, STS_GLOBAL], extra="  exportTo: ['.']\n")), golden="not-exported",
+    ),
+    MeshCase(
+        "entry with no exportTo under a mesh default of '.' is hidden too",
+        [tls_eof(GCI)], ["ED610"], [EDIT_STS],
+        mesh=MeshView(objects=read_yaml(se("aws-sts", [STS]), NS).objects, pod_namespace=NS,
+                      mesh=MeshConfig(Mode.REGISTRY_ONLY, default_service_export_to=(".",))),
+        golden="not-exported-mesh-default",
+    ),
+    MeshCase(
+        "a Sidecar whose egress hosts miss the entry's namespace: the fix imports ns/host into that Sidecar",
+        [tls_eof(ARWWI), skipped(GCI)], ["ED611"], ["edit/sidecar/payments/default"],
+        mesh=mesh_view(se("aws-sts", [STS]) + SIDECAR_LOCAL), golden="sidecar-egress",
+    ),
+    MeshCase(
+        "a Sidecar sets REGISTRY_ONLY while the mesh is ALLOW_ANY: context next to the new entry",
+        [tls_eof(GCI)], ["ED301", "ED601", "ED612"], ["serviceentry/aws-sts-us-east-1"],
+        mesh=mesh_view(SIDECAR_LOCAL.replace("  egress:\n  - hosts: [\"./*\", \"istio-system/*\"]",
+                                             "  outboundTrafficPolicy: {mode: REGISTRY_ONLY}"),
+                       mode=Mode.ALLOW_ANY),
+    ),
+    MeshCase(
+        "dynamodb declared HTTP on 443 while the SDK speaks TLS: the fix declares the port TLS",
+        [tls_eof(DESCRIBE, host=DDB_REGIONAL)], ["ED613"], ["edit/serviceentry/platform/aws-dynamodb"],
+        identity=identity("env"), mesh=mesh_view(se("aws-dynamodb", [DDB_REGIONAL], protocol="HTTP")),
+        golden="declared-http",
+    ),
+    MeshCase(
+        "entry names the host with port 80 only: the fix adds port 443 (TLS)",
+        [tls_eof(GCI)], ["ED614"], [EDIT_STS],
+        mesh=mesh_view(se("aws-sts", [STS], port=80, protocol="HTTP")), golden="port-missing",
+    ),
+    MeshCase(
+        "metadata entry declares port 80 as TLS: block_all 502, the fix declares it HTTP",
+        [envoy(TOKEN, "block_all"), envoy(ROLE, "block_all"), skipped(IMDS_CREDS)], ["ED615"],
+        ["edit/serviceentry/payments/aws-imds"], identity=identity("imds"),
+        mesh=mesh_view(IMDS_ENTRY % ("addresses: [169.254.169.254]", "TLS")), golden="metadata-port-tls",
+    ),
+    MeshCase(
+        "metadata entry without the IP in addresses: Host 169.254.169.254 misses, the fix adds the address",
+        [envoy(TOKEN, "block_all"), envoy(ROLE, "block_all"), skipped(IMDS_CREDS)], ["ED616"],
+        ["edit/serviceentry/payments/aws-imds"], identity=identity("imds"),
+        mesh=mesh_view(IMDS_ENTRY % ("", "HTTP")), golden="metadata-no-address",
+    ),
+    MeshCase(
+        "global STS registered while the SDK calls regional STS: the fix adds the regional host",
+        [tls_eof(GCI)], ["ED617"], [EDIT_STS], mesh=mesh_view(se("aws-sts", [STS_GLOBAL])), golden="near-miss-sts",
+    ),
+    MeshCase(
+        "regional dynamodb registered while the SDK calls the account endpoint: the fix adds the account host",
+        [tls_eof(DESCRIBE)], ["ED617"], ["edit/serviceentry/platform/aws-dynamodb"],
+        mesh=mesh_view(se("aws-dynamodb", [DDB_REGIONAL])), golden="near-miss-ddb-account",
+    ),
+    MeshCase(
+        "standard STS registered while the app uses FIPS: the fix adds the FIPS host",
+        [tls_eof(GCI, host="sts-fips.us-east-1.amazonaws.com")], ["ED617"], [EDIT_STS],
+        mesh=mesh_view(se("aws-sts", [STS])), golden="near-miss-fips",
+    ),
+    MeshCase(
+        "IPv4-only dynamodb registered while the app uses dual-stack api.aws: the fix adds the api.aws host",
+        [tls_eof(DESCRIBE, host="dynamodb.us-east-1.api.aws")], ["ED617"],
+        ["edit/serviceentry/platform/aws-dynamodb"], identity=identity("env"),
+        mesh=mesh_view(se("aws-dynamodb", [DDB_REGIONAL])), golden="near-miss-dualstack",
+    ),
+    MeshCase(
+        "the IMDS IP written in hosts is refused by the webhook: the fix rewrites it with a placeholder host",
+        [envoy(TOKEN, "block_all"), envoy(ROLE, "block_all"), skipped(IMDS_CREDS)], ["ED618"],
+        ["edit/serviceentry/payments/aws-metadata"], identity=identity("imds"),
+        mesh=mesh_view(se("aws-metadata", ["169.254.169.254"], ns=NS, port=80, protocol="HTTP")),
+        golden="refused-ip-host",
+    ),
+    MeshCase(
+        "a wildcard with resolution DNS is refused: the fix switches it to resolution NONE",
+        [tls_eof(DESCRIBE)], ["ED618"], ["edit/serviceentry/platform/aws-ddb-accounts"],
+        mesh=mesh_view(se("aws-ddb-accounts", ["*.ddb.us-east-1.amazonaws.com"])), golden="refused-dns-wildcard",
+    ),
+    MeshCase(
+        "a DNS entry whose endpoint name does not resolve: empty cluster, the fix drops the endpoints",
+        [tls_eof(GCI)], ["ED619"], [EDIT_STS],
+        mesh=mesh_view(se("aws-sts", [STS], extra="  endpoints: [{address: sts.us-east1.amazonaws.com}]\n"),
+                       sidecar(clusters={f"outbound|443||{STS}": ("STRICT_DNS", ())}, sni={443: [STS]})),
+        golden="dns-no-endpoints",
+    ),
+    MeshCase(
+        "the sidecar alone shows an empty DNS cluster: the finding names it, no manifest",
+        [tls_eof(GCI)], ["ED619"],
+        mesh=mesh_view(None, sidecar(clusters={f"outbound|443||{STS}": ("STRICT_DNS", ())}, sni={443: [STS]})),
+    ),
+    MeshCase(
+        "a DestinationRule originating TLS toward STS wraps TLS in TLS: the fix removes its tls",
+        [tls_failure(GCI, "wrong-version")], ["ED620"], ["edit/destinationrule/payments/sts-tls"],
+        mesh=mesh_view(se("aws-sts", [STS]) + """
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: sts-tls, namespace: payments}
+spec:
+  host: sts.us-east-1.amazonaws.com
+  trafficPolicy:
+    tls: {mode: SIMPLE}
+    connectionPool: {tcp: {maxConnections: 10}}
+"""), golden="tls-origination",
+    ),
+    MeshCase(
+        "a route to the egress gateway without Gateway and subset: the fix creates both",
+        [tls_eof(GCI)], ["ED621", "ED622"],
+        ["create/destinationrule/payments/istio-egressgateway", "create/gateway/payments/istio-egressgateway"],
+        mesh=mesh_view(se("aws-sts", [STS]) + GATEWAY_VS), golden="egress-gateway-missing",
+    ),
+    MeshCase(
+        "a route to the egress gateway whose Gateway and DestinationRule miss this host: the fix edits both",
+        [tls_eof(GCI)], ["ED621", "ED622"],
+        ["edit/destinationrule/payments/egressgateway", "edit/gateway/payments/istio-egressgateway"],
+        mesh=mesh_view(se("aws-sts", [STS]) + GATEWAY_VS + GATEWAY_WITHOUT_HOST), golden="egress-gateway-edit",
+    ),
+    MeshCase(
+        "no sidecar answers and the namespace is ambient: waypoint advice instead of a ServiceEntry",
+        [tls_eof(GCI)], ["ED623"],
+        mesh=mesh_view(None, absent(), namespace_labels={"istio.io/dataplane-mode": "ambient"}),
+    ),
+    MeshCase(
+        "no Envoy admin answers: a warning, and the other findings unchanged",
+        [tls_eof(GCI)], ["ED301", "ED624", "ED601"], ["serviceentry/aws-sts-us-east-1"],
+        mesh=mesh_view(None, absent()),
+    ),
+    MeshCase(
+        "the sidecar has no entry for the account host but one for regional dynamodb: it says so",
+        [tls_eof(DESCRIBE)], ["ED625", "ED602"], ["serviceentry/aws-dynamodb-us-east-1"],
+        mesh=mesh_view(None, sidecar(clusters={f"outbound|443||{DDB_REGIONAL}": ("STRICT_DNS", ("52.94.0.10:443",))},
+                                     sni={443: [DDB_REGIONAL]})),
+        golden="sidecar-no-entry",
+    ),
+    MeshCase(
+        "the sidecar alone shows 443 as an HTTP virtual host without an SNI chain: declared HTTP, no manifest",
+        [tls_eof(DESCRIBE, host=DDB_REGIONAL)], ["ED613"], identity=identity("env"),
+        mesh=mesh_view(None, sidecar(clusters={f"outbound|443||{DDB_REGIONAL}": ("STRICT_DNS", ("52.94.0.10:443",))},
+                                     vhosts={"443": [(f"{DDB_REGIONAL}:443", (DDB_REGIONAL,))]})),
+    ),
+    MeshCase(
+        "a predicted host the objects already cover is not predicted blocked",
+        [tls_eof(ARWWI), skipped(DESCRIBE)], ["ED301", "ED601"], ["serviceentry/aws-sts-us-east-1"],
+        mesh=mesh_view(se("aws-ddb", ["*.ddb.us-east-1.amazonaws.com"], resolution="NONE")),
+    ),
+    MeshCase(
+        "covered by a wildcard in the sidecar: a TLS close there is not explained by the mesh view",
+        [tls_eof(DESCRIBE)], ["ED301", "ED602"], ["serviceentry/aws-dynamodb-us-east-1"],
+        mesh=mesh_view(None, sidecar(clusters={"outbound|443||*.ddb.us-east-1.amazonaws.com": ("ORIGINAL_DST", ())},
+                                     sni={443: ["*.ddb.us-east-1.amazonaws.com"]})),
+    ),
+    MeshCase(
+        "probes as uid 1337 bypassed the sidecar: the mesh view does not refine anything",
+        [tls_eof(GCI)], ["ED201", "ED306"], facts=facts(uid=1337),
+        mesh=mesh_view(se("aws-sts", [STS], extra="  exportTo: ['.']\n")),
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_mesh_rule_table(case: MeshCase) -> None:
+    diagnosis = assert_case(case)
+    if case.golden is None:
+        return
+    text = render_fixes(diagnosis.fixes)
+    golden = GOLDEN / f"{case.golden}.yaml"
+    if os.environ.get("EGRESS_DOCTOR_UPDATE_GOLDEN") == "1":
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(text, encoding="utf-8")
+    assert golden.exists(), f"no golden file {golden.name}: run with EGRESS_DOCTOR_UPDATE_GOLDEN=1"
+    assert text == golden.read_text(encoding="utf-8")
+
+
+def test_without_a_view_the_diagnosis_is_exactly_the_old_one() -> None:
+    for case in CASES:
+        plain = diagnose(case.identity, case.checks, case.facts, case.options)
+        empty = diagnose(case.identity, case.checks, case.facts, case.options, mesh=None)
+        assert plain == empty, case.id
+
+
+def test_golden_names_are_unique_so_one_row_owns_one_file() -> None:
+    names = [c.golden for c in CASES if c.golden]
+    assert len(names) == len(set(names))
+
+
+
