@@ -55,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"egress-doctor {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _add_check(commands)
+    _add_serve(commands)
+    from egress_doctor.commands.analyze import add_analyze_parser
+
+    add_analyze_parser(commands)
     _add_lab(commands)
     from egress_doctor.commands.demo import add_demo_parser
 
@@ -103,8 +107,8 @@ def _add_check(commands: Any) -> None:
     check.add_argument(
         "--istio-api",
         choices=("v1", "v1beta1", "v1alpha3"),
-        default="v1",
-        help="networking.istio.io version of the fix: v1 for Istio >= 1.22 (default), v1beta1 for 1.5-1.21",
+        help="networking.istio.io version of the fix: v1 for Istio >= 1.22, v1beta1 for 1.5-1.21 "
+        "(default: from the sidecar's ISTIO_VERSION, else v1)",
     )
     check.add_argument(
         "--wildcard",
@@ -124,6 +128,61 @@ def _add_check(commands: Any) -> None:
         help="show the evidence and the (redacted) boto3 debug transcript of each check",
     )
     check.add_argument("--no-color", action="store_true", help="no ANSI colours (also when NO_COLOR is set)")
+    from egress_doctor.commands.mesh_view import add_envoy_admin_flags
+
+    add_envoy_admin_flags(check)
+    from egress_doctor.commands.cluster import add_cluster_flags
+
+    add_cluster_flags(check)
+    _add_job_flags(check)
+    from egress_doctor.mirror import add_mirror_arguments
+
+    add_mirror_arguments(check)
+
+
+def _add_job_flags(check: argparse.ArgumentParser) -> None:
+    from egress_doctor import sidecar_lifecycle as sidecar
+
+    job = check.add_argument_group("one-off Jobs (see docs/job.md)")
+    job.add_argument(
+        "--wait-for-sidecar",
+        metavar="DURATION",
+        help=f"before probing, poll the sidecar's {sidecar.READY_PATH} until ready, for at most DURATION "
+        "(60s, 2m, 1m30s; a bare number is seconds); when it never gets ready, probe anyway and say so",
+    )
+    job.add_argument(
+        "--sidecar-status",
+        default=sidecar.DEFAULT_STATUS_URL,
+        metavar="URL",
+        help=f"where the sidecar's readiness is served (default {sidecar.DEFAULT_STATUS_URL})",
+    )
+    job.add_argument(
+        "--quit-sidecar",
+        nargs="?",
+        const=sidecar.DEFAULT_AGENT_URL,
+        metavar="URL",
+        help=f"when done (also after a failure), POST {sidecar.QUIT_PATH} to pilot-agent at URL "
+        f"(default {sidecar.DEFAULT_AGENT_URL}) so that the Job's pod can complete",
+    )
+    job.add_argument(
+        "--summary-to-stderr",
+        action="store_true",
+        help="also write a one-line human summary to stderr (for -o json in a Job's log)",
+    )
+
+
+def _add_serve(commands: Any) -> None:
+    from egress_doctor.commands.serve import SERVE_EPILOG, add_serve_arguments, share_check_options
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the checks on an interval; serve /readyz, /livez and /metrics (staging readiness)",
+        description="Run the checks of `check` on an interval and serve their last verdict over HTTP.",
+        epilog=SERVE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    share_check_options(commands.choices["check"], serve)
+    add_serve_arguments(serve)
 
 
 def _add_lab(commands: Any) -> None:
@@ -149,6 +208,10 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> i
             from egress_doctor.commands.check import run_check_command
 
             return int(run_check_command(args, env, redactor))
+        if args.command == "serve":
+            from egress_doctor.commands.serve import run_serve_command
+
+            return int(run_serve_command(args, env, redactor))
         handler = getattr(args, "handler", None)
         if handler is None:
             raise UsageError("no command given (try egress-doctor --help)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from typing import Any
 
 from egress_doctor import validate
@@ -33,25 +34,55 @@ def check_options(args: argparse.Namespace, env: Environment) -> Any:
 
 
 def run_check_command(args: argparse.Namespace, env: Environment, redactor: Redactor) -> ExitStatus:
-    options = check_options(args, env)
-    from egress_doctor.probes.check import run_check
+    from egress_doctor.sidecar_lifecycle import DEFAULT_STATUS_URL, around_run
 
-    facts = env.facts(env.pod_namespace(args.namespace), [str(r) for r in options.connect_to])
-    report = run_check(options, env.environ, facts, redactor)
-    add_diagnosis(report, args)
-    write_report(report, args, env, redactor)
-    return report.exit_status
+    def note(text: str) -> None:
+        env.stderr.write(redactor.redact(text))
+
+    wait_for, quit_at = getattr(args, "wait_for_sidecar", None), getattr(args, "quit_sidecar", None)
+    status = getattr(args, "sidecar_status", DEFAULT_STATUS_URL)
+    with around_run(wait_for, status, quit_at, note) as sidecar:  # quits the sidecar however this ends
+        options = check_options(args, env)
+        from egress_doctor.commands.mesh_view import admin_url, read_mesh
+
+        admin = admin_url(args, env.environ)  # a bad --envoy-admin is a usage error before any probe
+        sidecar_warnings = sidecar.wait()
+        from egress_doctor.commands.cluster import finish_cluster_read, start_cluster_read, with_cluster
+
+        pending = start_cluster_read(args, env)  # in the background; a bad --kubeconfig is a usage error
+        from egress_doctor.mirror import as_the_app
+        from egress_doctor.probes.check import run_check
+
+        with as_the_app(args, env, redactor) as (run_env, mirror_warnings):  # --mirror: the app's AWS_*
+            facts = run_env.facts(env.pod_namespace(args.namespace), [str(r) for r in options.connect_to])
+            started = time.monotonic()
+            report = run_check(options, run_env.environ, facts, redactor)
+        report.mesh = read_mesh(admin, report, started + options.deadline)  # within the run's deadline
+        cluster = finish_cluster_read(pending, report)
+        report.mesh = with_cluster(report.mesh, cluster)
+        report.warnings += sidecar_warnings + mirror_warnings
+        add_diagnosis(report, args, cluster)
+        write_report(report, args, env, redactor)
+        return report.exit_status
 
 
-def add_diagnosis(report: Report, args: argparse.Namespace) -> None:
+def add_diagnosis(report: Report, args: argparse.Namespace, cluster: Any = None) -> None:
+    """`cluster`: the ClusterRead of this run, if the cluster was read (its errors become findings)."""
+    from egress_doctor.commands.cluster import cluster_findings, sort_findings
     from egress_doctor.diagnose import DiagnoseOptions, diagnose
+    from egress_doctor.mesh.sidecar import istio_api_for
 
+    mesh = report.mesh
+    sidecar = mesh.sidecar if mesh is not None else None
+    # --istio-api, else what the cluster serves, else what the sidecar's Istio serves (v1 from 1.22), else v1
+    served = cluster.istio_api if cluster is not None else None
+    istio_api = args.istio_api or served or istio_api_for(sidecar.istio_version if sidecar else None) or "v1"
     options = DiagnoseOptions(
-        namespace=args.namespace, istio_api=args.istio_api, wildcard=args.wildcard, imds_fix=args.imds_fix
+        namespace=args.namespace, istio_api=istio_api, wildcard=args.wildcard, imds_fix=args.imds_fix
     )
     assert report.facts is not None
-    diagnosis = diagnose(report.identity, report.checks, report.facts, options)
-    report.findings = diagnosis.findings
+    diagnosis = diagnose(report.identity, report.checks, report.facts, options, mesh=mesh)
+    report.findings = sort_findings(diagnosis.findings + cluster_findings(cluster))
     report.fixes = diagnosis.fixes
 
 
@@ -75,3 +106,8 @@ def write_report(report: Report, args: argparse.Namespace, env: Environment, red
 
             text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
     env.stdout.write(redactor.redact(text))
+    if getattr(args, "summary_to_stderr", False):
+        from egress_doctor.render.summary import render_summary
+
+        env.stdout.flush()  # the JSON first, then the summary, when both streams share one log
+        env.stderr.write(redactor.redact(render_summary(report)))
