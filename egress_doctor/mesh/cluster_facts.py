@@ -19,7 +19,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
 
 from egress_doctor.mesh.istio import ROOT_NAMESPACE, IstioParseError, MeshConfig, Mode
 
@@ -110,6 +109,8 @@ def _hold(proxy_config: str | None) -> bool | None:
     if not proxy_config:
         return None
     try:
+        import yaml  # lazily: `egress-doctor --help` must stay light
+
         config = yaml.safe_load(proxy_config)
     except yaml.YAMLError:
         return None
@@ -129,6 +130,8 @@ def mesh_config_from_configmap(doc: Mapping[str, Any]) -> tuple[MeshConfig, bool
 
 def parse_mesh_config(text: str, source: str = MESH_KEY) -> tuple[MeshConfig, bool | None]:
     try:
+        import yaml  # lazily: `egress-doctor --help` must stay light
+
         mesh = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise IstioParseError(f"{MESH_KEY}: not valid YAML: {exc}", source) from None
