@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from egress_doctor import validate
 from egress_doctor.model import ExitStatus, Report
 from egress_doctor.redact import Redactor
 from egress_doctor.render.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -51,20 +52,9 @@ Probe = Callable[[Redactor], Report]
 
 # -- options -------------------------------------------------------------------------------
 
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
 def parse_duration(flag: str, spec: str) -> float:
-    """`30s`, `1m`, `500ms`, `1.5h` or a bare number of seconds; must be positive."""
-    text = spec.strip().lower()
-    unit = next((u for u in ("ms", "s", "m", "h") if text.endswith(u)), "")
-    try:
-        value = float(text[: len(text) - len(unit)]) * _UNITS.get(unit, 1.0)
-    except ValueError:
-        raise UsageError(f"{flag}: {spec!r} is not a duration (examples: 30s, 1m, 500ms)") from None
-    if not value > 0 or value == float("inf"):
-        raise UsageError(f"{flag}: {spec!r} must be a positive duration")
-    return value
+    """`30s`, `1m`, `500ms`, `1m30s` or a bare number of seconds; must be positive."""
+    return validate.duration(flag, spec)
 
 
 @dataclass(frozen=True)

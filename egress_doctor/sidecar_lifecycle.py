@@ -17,13 +17,13 @@ imported when a request is made.
 from __future__ import annotations
 
 import contextlib
-import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from egress_doctor import validate
 from egress_doctor.model import Symptom
 from egress_doctor.validate import UsageError
 
@@ -53,29 +53,13 @@ MAX_WAIT = 3600.0
 # Bytes of an answer kept: both endpoints answer with a status and at most a word.
 MAX_BODY = 1024
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 Note = Callable[[str], None]
 
 
 def parse_duration(flag: str, text: str) -> float:
-    """Seconds in `text`: a number of seconds ("30", "2.5") or Go-style units ("90s", "1m30s", "500ms")."""
-    value = text.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = _units(flag, value)
-    if not 0 < seconds <= MAX_WAIT:
-        raise UsageError(f"{flag} {text!r}: expected more than 0 and at most 1h")
-    return seconds
-
-
-def _units(flag: str, value: str) -> float:
-    parts = list(_DURATION_PART.finditer(value))
-    if not parts or "".join(p.group(0) for p in parts) != value:
-        raise UsageError(f"{flag} {value!r}: expected a duration such as 60s, 2m, 1m30s or 500ms")
-    return sum(float(p.group(1)) * _UNIT_SECONDS[p.group(2)] for p in parts)
+    """Seconds in `text` ("30", "90s", "1m30s", "500ms"), at most an hour."""
+    return validate.duration(flag, text, maximum=MAX_WAIT)
 
 
 def base_url(flag: str, text: str) -> str:

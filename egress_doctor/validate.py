@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 # botocore's own rule for region names (botocore.utils.validate_region_name).
@@ -40,4 +41,24 @@ def positive_seconds(name: str, value: str) -> float:
         raise UsageError(f"{name} {value!r}: expected a number of seconds") from None
     if not 0 < seconds <= 3600:
         raise UsageError(f"{name} {value!r}: expected more than 0 and at most 3600 seconds")
+    return seconds
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def duration(flag: str, text: str, *, maximum: float | None = None) -> float:
+    """Seconds in `text`: plain seconds ("30", "2.5") or Go-style units ("90s", "1m30s", "500ms")."""
+    value = text.strip().lower()
+    try:
+        seconds = float(value)
+    except ValueError:
+        parts = list(_DURATION_PART.finditer(value))
+        if not parts or "".join(p.group(0) for p in parts) != value:
+            raise UsageError(f"{flag} {text!r}: expected a duration such as 30s, 2m, 1m30s or 500ms") from None
+        seconds = sum(float(p.group(1)) * _UNIT_SECONDS[p.group(2)] for p in parts)
+    if not seconds > 0 or math.isinf(seconds) or (maximum is not None and seconds > maximum):
+        limit = f" and at most {maximum:g} s" if maximum is not None else ""
+        raise UsageError(f"{flag} {text!r}: expected a positive duration{limit}")
     return seconds
