@@ -61,13 +61,21 @@ def record_ladder(progress: CheckProgress, result: LadderResult) -> None:
 class ProbeSession:
     """One botocore session per run; clients are created from it per check."""
 
-    def __init__(self, limits: Limits, connect_to: ConnectToMap | None, trust_of: Callable[[Any], Trust]):
+    def __init__(
+        self,
+        limits: Limits,
+        connect_to: ConnectToMap | None,
+        trust_of: Callable[[Any], Trust],
+        data_loader: Any = None,
+    ):
         import botocore.session
         from botocore.config import Config
 
         self.limits = limits
         self.connect_to = connect_to
         self.session = botocore.session.Session()
+        if data_loader is not None:  # shared between runs: models are parsed once per process
+            self.session.register_component("data_loader", data_loader)
         self.config = Config(
             connect_timeout=limits.connect_timeout,
             read_timeout=limits.read_timeout,

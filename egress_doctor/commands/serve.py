@@ -88,10 +88,16 @@ def build_service(args: argparse.Namespace, env: Environment, redactor: Redactor
 def build_probe(args: argparse.Namespace, env: Environment, options: CheckOptions) -> Callable[[Redactor], Report]:
     """One run of `check`, diagnosed. Options and facts are made once per process; the redactor
     is the run's own (see serve.Scheduler)."""
+    import dataclasses
+
+    from botocore.loaders import create_loader
+
     from egress_doctor.commands.check import add_diagnosis
     from egress_doctor.probes.check import run_check
 
     facts = env.facts(env.pod_namespace(args.namespace), [str(r) for r in options.connect_to])
+    # One botocore data loader for every run: service models are parsed once per process.
+    options = dataclasses.replace(options, data_loader=create_loader())
 
     def probe(redactor: Redactor) -> Report:
         report = run_check(options, env.environ, facts, redactor)

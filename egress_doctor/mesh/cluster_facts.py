@@ -19,7 +19,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-
 from egress_doctor.mesh.istio import ROOT_NAMESPACE, IstioParseError, MeshConfig, Mode
 
 ISTIO_PROXY = "istio-proxy"

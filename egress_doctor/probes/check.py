@@ -40,6 +40,9 @@ class CheckOptions:
     connect_timeout: float = 2.0
     read_timeout: float = 3.0
     connect_to: list[ConnectTo] = field(default_factory=list)
+    # botocore's data loader, shared between runs by `serve`: service models and endpoint rules
+    # are then read once per process instead of once per run (default: a new one per run).
+    data_loader: Any = None
 
 
 def seed_redactor(redactor: Redactor, environ: Mapping[str, str]) -> None:
@@ -94,7 +97,9 @@ def run_check(options: CheckOptions, environ: Mapping[str, str], facts: RunFacts
     connect_to = ConnectToMap(options.connect_to)
     limits = Limits(connect_timeout=options.connect_timeout, read_timeout=options.read_timeout)
     with TranscriptCapture(redactor) as capture:
-        session = ProbeSession(limits, connect_to, lambda s: botocore_trust(s, dict(environ)))
+        session = ProbeSession(
+            limits, connect_to, lambda s: botocore_trust(s, dict(environ)), data_loader=options.data_loader
+        )
         plan = plan_or_refuse(session.session, environ, options.region)
         run = Run(
             session=session,
@@ -199,9 +204,9 @@ def _predicted_target(run: Run, check_id: str, subject: str | None) -> Target | 
     if service == "dynamodb" and run.identity.source == "pod-identity" and not run.identity.account_id:
         return None  # the agent's answer carries the account: the host is unknowable until then
     params: dict[str, object] = {"TableName": subject} if subject else ({"Limit": 1} if service == "dynamodb" else {})
-    url = predict_url(
-        botocore.session.Session(), service, operation, params, region=run.region, account_id=run.identity.account_id
-    )
+    session = botocore.session.Session()
+    session.register_component("data_loader", run.session.session.get_component("data_loader"))
+    url = predict_url(session, service, operation, params, region=run.region, account_id=run.identity.account_id)
     return target_of(url, run.connect_to) if url else None
 
 
