@@ -185,3 +185,11 @@ def test_bad_flags_exit_2_with_one_line(args: list[str], message: str) -> None:
 def test_region_may_come_from_the_environment() -> None:
     code, out, _ = run("-f", str(SCENARIOS / "correct"), "-o", "json", environ={"AWS_REGION": "us-east-1"})
     assert code == 0 and json.loads(out)["identity"]["region"] == "us-east-1"
+
+
+def test_the_table_tells_to_pipe_analyze_not_check_into_kubectl(tmp_path: Path) -> None:
+    repo = write_repo(tmp_path / "repo")
+    code, out, _ = run("-f", str(repo), *BASE, "-n", "payments", "--no-color")
+    assert code == 1
+    assert "egress-doctor analyze --fix-only" in out
+    assert "egress-doctor check --fix-only" not in out

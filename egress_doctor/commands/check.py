@@ -96,7 +96,13 @@ def write_report(report: Report, args: argparse.Namespace, env: Environment, red
         from egress_doctor.render.table import render_table
 
         color = not args.no_color and "NO_COLOR" not in env.environ and env.stdout_is_tty()
-        text = render_table(report, color=color, verbose=args.verbose, fix_yaml=render_fixes(report.fixes))
+        text = render_table(
+            report,
+            color=color,
+            verbose=args.verbose,
+            fix_yaml=render_fixes(report.fixes),
+            command=getattr(args, "command", None) or "check",
+        )
     else:
         document = redactor.redact_obj(report_to_v1(report, transcript=args.verbose))
         if args.output == "json":

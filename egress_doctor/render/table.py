@@ -24,7 +24,10 @@ def target_label(check: CheckResult) -> str:
     return label
 
 
-def render_table(report: Report, *, color: bool = False, verbose: bool = False, fix_yaml: str = "") -> str:
+def render_table(
+    report: Report, *, color: bool = False, verbose: bool = False, fix_yaml: str = "", command: str = "check"
+) -> str:
+    """`command` is the subcommand that produced the report, named in the hint to pipe the fix."""
     from tabulate import tabulate
 
     identity = report.identity
@@ -48,7 +51,8 @@ def render_table(report: Report, *, color: bool = False, verbose: bool = False, 
         lines += _verbose_sections(report)
     lines += _findings_section(report, color)
     if fix_yaml:
-        lines += ["", "Fix (pipe `egress-doctor check --fix-only` into `kubectl apply -f -`):", "", fix_yaml.rstrip()]
+        hint = f"Fix (pipe `egress-doctor {command} --fix-only` into `kubectl apply -f -`):"
+        lines += ["", hint, "", fix_yaml.rstrip()]
     lines.append("")
     lines.append(_summary_line(report))
     return "\n".join(lines) + "\n"
