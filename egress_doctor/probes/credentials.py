@@ -277,19 +277,10 @@ def _container_token(run: Run, plan: CredentialPlan, progress: CheckProgress) ->
     """The Authorization value exactly as botocore sends it (the file is not stripped), or
     False when botocore would fail before sending anything (the check is then finished)."""
     if plan.container_token_file:
-        try:
-            with open(plan.container_token_file, encoding="utf-8") as handle:
-                token = handle.read()
-        except (OSError, UnicodeDecodeError) as exc:
-            progress.finish(
-                Status.FAIL,
-                layer=Layer.CREDENTIALS,
-                symptom=Symptom.CREDENTIALS,
-                error=ErrorInfo(type=type(exc).__name__, message=str(exc)),
-                reason=f"cannot read {plan.container_token_file}: {_read_error(exc)}",
-            )
+        read = _read_token(progress, plan.container_token_file, "")
+        if read is None:
             return False
-        where = plan.container_token_file
+        token, where = read, plan.container_token_file
     elif plan.container_token_env:
         token = run.environ.get("AWS_CONTAINER_AUTHORIZATION_TOKEN", "")
         where = "AWS_CONTAINER_AUTHORIZATION_TOKEN"
@@ -310,10 +301,21 @@ def _container_token(run: Run, plan: CredentialPlan, progress: CheckProgress) ->
     return token
 
 
-def _read_error(exc: OSError | UnicodeDecodeError) -> str:
-    if isinstance(exc, UnicodeDecodeError):
-        return "not UTF-8 text"
-    return exc.strerror or str(exc)
+def _read_token(progress: CheckProgress, path: str, what: str) -> str | None:
+    """The file's text as botocore reads it, or None with the check failed at the credentials layer."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        detail = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else (exc.strerror or str(exc))
+        progress.finish(
+            Status.FAIL,
+            layer=Layer.CREDENTIALS,
+            symptom=Symptom.CREDENTIALS,
+            error=ErrorInfo(type=type(exc).__name__, message=str(exc)),
+            reason=f"cannot read {what}{path}: {detail}",
+        )
+        return None
 
 
 # --- IRSA ---------------------------------------------------------------------------------------
@@ -322,18 +324,10 @@ def _read_error(exc: OSError | UnicodeDecodeError) -> str:
 def _irsa(run: Run, plan: CredentialPlan) -> Any:
     progress = run.start("sts.assume-role-with-web-identity", "STS AssumeRoleWithWebIdentity (IRSA)")
     token_file = plan.web_identity_token_file or ""
-    try:
-        with open(token_file, encoding="utf-8") as handle:
-            token = handle.read().strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        progress.finish(
-            Status.FAIL,
-            layer=Layer.CREDENTIALS,
-            symptom=Symptom.CREDENTIALS,
-            error=ErrorInfo(type=type(exc).__name__, message=str(exc)),
-            reason=f"cannot read web identity token {token_file}: {_read_error(exc)}",
-        )
+    read = _read_token(progress, token_file, "web identity token ")
+    if read is None:
         return None
+    token = read.strip()
     run.redactor.add_secret(token)
     if not token:
         # botocore validates WebIdentityToken (min length 4) and raises before sending anything.
