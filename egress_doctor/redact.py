@@ -70,7 +70,8 @@ _KEY_ID_KEYS = frozenset({"accesskeyid", "accesskey", "awsaccesskeyid"})
 _QUOTED_VALUE = r"(?P<open>\\*(?P<q>['\"]))(?P<val>(?:\\[^\n]?|[^\\\n])*?)(?=(?P=open)|\n|\Z)"
 
 _QUOTED_FIELD_RE = re.compile(
-    r"(?P<head>(?P<kq>\\*['\"])(?P<key>(?i:" + _QUOTED_FIELDS + r"))(?P=kq)\s*[:=]\s*b?)" + _QUOTED_VALUE
+    # A value may sit in a list (`"X-Amz-Security-Token": ["…"]`, as an echoing proxy prints headers).
+    r"(?P<head>(?P<kq>\\*['\"])(?P<key>(?i:" + _QUOTED_FIELDS + r"))(?P=kq)\s*[:=]\s*(?:\[\s*)?b?)" + _QUOTED_VALUE
 )
 _XML_FIELD_RE = re.compile(
     r"<(?P<key>SecretAccessKey|SessionToken|Token|AccessKeyId|WebIdentityToken|SecurityToken)>"

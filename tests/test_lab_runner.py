@@ -299,6 +299,14 @@ def test_the_command_environment_drops_inherited_aws_variables(lab_of: Callable[
     assert env["EGRESS_DOCTOR_CONNECT_TO"] == ",".join(lab.connect_to)
 
 
+def test_the_command_environment_drops_the_real_cluster_so_a_lab_run_in_a_pod_stays_in_the_lab(
+        lab_of: Callable[..., Lab]) -> None:
+    lab = lab_of("correct", credentials="imds", tables=())
+    env = lab.command_env({"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443",
+                           "KUBECONFIG": "/home/me/.kube/config", "PATH": "/bin"})
+    assert not any(k.startswith("KUBERNETES_") for k in env) and "KUBECONFIG" not in env
+
+
 def test_connect_to_rules_keep_loopback_and_steer_link_local_80_443_and_the_rest(
         lab_of: Callable[..., Lab]) -> None:
     lab = lab_of("correct", tables=())

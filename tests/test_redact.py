@@ -581,3 +581,12 @@ def test_redaction_stays_fast_on_pathological_input(text: str) -> None:
 def test_header_line_value_with_a_quote_is_hidden_to_the_end_of_the_line() -> None:
     out = Redactor().redact('Authorization: Basic "quoted" tail-secret-part\nAccept: */*')
     assert out == "Authorization: <redacted>\nAccept: */*"
+
+
+def test_a_secret_header_echoed_as_a_json_list_is_redacted():
+    from egress_doctor.redact import redact_patterns
+
+    text = '{"X-Amz-Security-Token": ["IQoJb3JpZ2luX2VjEJrPLANTEDtokenvalue"]}'
+    out = redact_patterns(text)
+    assert "PLANTEDtokenvalue" not in out
+    assert out.startswith('{"X-Amz-Security-Token": ["')

@@ -44,8 +44,10 @@ def scenario_path(name: str = SCENARIO) -> str:
 def run_demo(args: argparse.Namespace, env: Environment) -> int:
     from egress_doctor.lab.runner import Lab, LabConfig
     from egress_doctor.mesh.istio import Mode
+    from egress_doctor.redact import Redactor
 
-    out = _Printer(env, color=not args.no_color and env.stdout_is_tty() and "NO_COLOR" not in env.environ)
+    color = not args.no_color and env.stdout_is_tty() and "NO_COLOR" not in env.environ
+    out = _Printer(env, Redactor(), color=color)
     started = time.monotonic()
     config = LabConfig(
         files=(scenario_path(),),
@@ -62,11 +64,16 @@ def run_demo(args: argparse.Namespace, env: Environment) -> int:
         "dynamodb.us-east-1.amazonaws.com:443, and the metadata IP as a host."
     )
     with Lab(config) as lab:
+        out.know_secrets(lab.env)
         for ref, messages in (lab.view.refused.items() if lab.view else []):
             detail = "; ".join(m.message for m in messages)
             out.say(f"kubectl apply: {ref} refused by the Istio webhook: {detail}", dim=True)
         out.say(f"Lab up in {lab.bringup_seconds:.2f} s: Envoy admin at {lab.admin_url}.", dim=True)
-        check = [sys.executable, "-m", "egress_doctor.cli", "check", "--table", TABLE, "--no-color"]
+        # The lab is the whole world: never a real cluster, never a real app's environment.
+        check = [
+            *(sys.executable, "-m", "egress_doctor.cli", "check", "--table", TABLE, "--no-color"),
+            *("--no-cluster", "--no-mirror"),
+        ]
 
         out.step(2, f"Inside the pod: egress-doctor check --table {TABLE}")
         before = _run(check, lab.command_env())
@@ -93,9 +100,14 @@ def run_demo(args: argparse.Namespace, env: Environment) -> int:
 
 
 def _run(argv: Sequence[str], environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        list(argv), env=environ, capture_output=True, text=True, timeout=CHECK_DEADLINE_SECONDS, check=False
-    )
+    """The check as a user runs it; a check that outlives its bound is a failed step (exit 1)."""
+    try:
+        return subprocess.run(
+            list(argv), env=environ, capture_output=True, text=True, timeout=CHECK_DEADLINE_SECONDS, check=False
+        )
+    except subprocess.TimeoutExpired:
+        message = f"egress-doctor check did not finish within {CHECK_DEADLINE_SECONDS:.0f} s\n"
+        return subprocess.CompletedProcess(list(argv), int(ExitStatus.CHECK_FAILED), "", message)
 
 
 def _manifests(text: str) -> list[dict[str, Any]]:
@@ -105,18 +117,29 @@ def _manifests(text: str) -> list[dict[str, Any]]:
 
 
 class _Printer:
-    def __init__(self, env: Environment, *, color: bool) -> None:
+    """Everything the demo shows goes through the redactor, the lab's own fake secrets included."""
+
+    def __init__(self, env: Environment, redactor: Any, *, color: bool) -> None:
         self._env = env
+        self._redactor = redactor
         self._color = color
+
+    def know_secrets(self, environ: dict[str, str]) -> None:
+        for name in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+            if environ.get(name):
+                self._redactor.add_secret(environ[name])
+
+    def _write(self, text: str) -> None:
+        self._env.stdout.write(self._redactor.redact(text))
 
     def _paint(self, text: str, code: str) -> str:
         return f"\x1b[{code}m{text}\x1b[0m" if self._color else text
 
     def step(self, number: int, title: str) -> None:
-        self._env.stdout.write("\n" + self._paint(f"── Step {number}/4: {title}", "1;36") + "\n\n")
+        self._write("\n" + self._paint(f"── Step {number}/4: {title}", "1;36") + "\n\n")
 
     def say(self, text: str, *, dim: bool = False) -> None:
-        self._env.stdout.write((self._paint(text, "2") if dim else text) + "\n")
+        self._write((self._paint(text, "2") if dim else text) + "\n")
 
     def block(self, text: str) -> None:
-        self._env.stdout.write("".join(f"  {line}\n" for line in text.rstrip("\n").splitlines()))
+        self._write("".join(f"  {line}\n" for line in text.rstrip("\n").splitlines()))

@@ -250,9 +250,12 @@ class Lab:
         return env
 
     def command_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
-        """`base` (default os.environ) without any inherited AWS_* variable, plus the lab's env."""
+        """`base` (default os.environ) without inherited AWS_* or Kubernetes settings, plus the lab's env.
+
+        Kubernetes settings go too: run inside a real pod, the lab's command must not read the
+        real cluster (in-cluster config) nor mirror a real app's AWS environment."""
         base = os.environ if base is None else base
-        out = {k: v for k, v in base.items() if not k.startswith("AWS_") and k not in self.env}
+        out = {k: v for k, v in base.items() if not _outside_world(k) and k not in self.env}
         out.update(self.env)
         return out
 
@@ -263,6 +266,11 @@ class Lab:
             return proc.wait()
         finally:
             _stop(proc)
+
+
+def _outside_world(name: str) -> bool:
+    """Variables that would point a lab command at real AWS or a real cluster."""
+    return name.startswith(("AWS_", "KUBERNETES_")) or name == "KUBECONFIG"
 
 
 def _stop(proc: subprocess.Popen[Any], grace: float = 3.0) -> None:

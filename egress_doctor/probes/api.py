@@ -36,16 +36,20 @@ def call_api(
 ) -> dict[str, Any] | None:
     """Run one botocore call under the check's scopes; finish the check; the response or None."""
 
+    clients: list[Any] = []
+
     def invoke() -> dict[str, Any]:
-        client = run.session.client(service, run.region, credentials, unsigned=unsigned)
-        return call(client)
+        clients.append(run.session.client(service, run.region, credentials, unsigned=unsigned))
+        return call(clients[0])
 
     try:
         response = run.scoped(progress, invoke)
     except Exception as exc:  # every failure is evidence: classified, never re-raised
+        _register_resolved(run, clients)
         layer, symptom, info, reason = api_failure(exc, progress.evidence, progress.raw_body_prefix, service, operation)
         progress.finish(Status.FAIL, layer=layer, symptom=symptom, error=info, reason=reason)
         return None
+    _register_resolved(run, clients)
     expected = _EXPECTED_KEYS.get(operation)
     http = progress.evidence.http
     if (expected and expected not in response) or not has_request_id(http, response):
@@ -60,6 +64,14 @@ def call_api(
         )
         return None
     return response
+
+
+def _register_resolved(run: Run, clients: list[Any]) -> None:
+    """Credentials botocore resolved itself (profiles: assume-role, SSO, credential_process) are
+    secrets as well: register them once the call has them (transcripts are redacted again on read)."""
+    for client in clients:
+        signer = getattr(client, "_request_signer", None)
+        run.register_credentials(getattr(signer, "_credentials", None))
 
 
 def get_caller_identity(run: Run, credentials: Any) -> None:

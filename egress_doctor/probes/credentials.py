@@ -72,6 +72,7 @@ def obtain(run: Run, plan: CredentialPlan) -> Any:
     """Run the credential checks for the chosen source; the botocore Credentials or None."""
     source = plan.identity.source
     if source in ("env", "profile") and plan.static is not None:
+        run.register_credentials(plan.static)  # the config files' keys are secrets too
         return plan.static
     if source == "imds":
         return _imds(run, plan)

@@ -64,6 +64,16 @@ class Run:
         budget = min(self.deadline, time.monotonic() + self.per_check_seconds)
         return self.board.add(CheckProgress(id=check_id, title=title, subject=subject, deadline=budget))
 
+    def register_credentials(self, credentials: Any) -> None:
+        """Every secret part of botocore credentials becomes a known value for the run's redactor."""
+        if credentials is None:
+            return
+        getter = getattr(credentials, "get_frozen_credentials", None)
+        frozen = getter() if getter else credentials
+        for value in (getattr(frozen, "secret_key", None), getattr(frozen, "token", None)):
+            if value:
+                self.redactor.add_secret(str(value))
+
     def skip_rest(self, failed: str, check_ids: tuple[str, ...], titles: dict[str, str] | None = None) -> None:
         """Record checks that cannot run because `failed` failed: one root cause, not five symptoms."""
         for check_id in check_ids:

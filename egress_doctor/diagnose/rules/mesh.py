@@ -12,6 +12,7 @@ one beside it. Without a view nothing changes. Pure: the view was read before.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 
 from egress_doctor.diagnose.rules.base import Cause, RunContext
@@ -78,7 +79,8 @@ def _refine(c: Cause, ctx: RunContext, mctx: MeshContext) -> list[Cause]:
 
 
 def _cause(e: Explanation, replaced: Cause) -> Cause:
-    need = replaced.need if e.new_entry else None
+    # The fix's comment must name the finding the user sees, not the one this replaced.
+    need = dataclasses.replace(replaced.need, code=e.code) if e.new_entry and replaced.need else None
     return Cause(e.code, e.args, replaced.checks, replaced.hosts, need, replaced.hold_proxy,
                  replaced.consumes, e.edit)
 
