@@ -73,3 +73,22 @@ def test_an_api_server_with_an_untrusted_certificate_counts_as_unreachable(pki: 
     [error] = result.errors
     assert error.problem is Problem.UNREACHABLE and "CERTIFICATE_VERIFY_FAILED" in error.message
     assert api.paths == [], "no request got past the TLS handshake"
+
+
+def test_a_slow_api_server_never_stretches_a_check_past_its_deadline(
+    pki: Pki, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The issue's deadline holds for the whole run, cluster read included (its own bound is longer)."""
+    from tests.checkrun import aws_world, run_cli
+
+    with aws_world(monkeypatch, tmp_path) as world, FakeApiServer(
+        slowed(istio_path("serviceentries"), delay=30), tls=pki.ca
+    ) as api:
+        world.static_keys()
+        kubeconfig = write_kubeconfig(tmp_path, {"lab": api.url}, pki.ca_file, current="lab")
+        started = time.monotonic()
+        result = run_cli("check", "-o", "json", "--deadline", "2", "--kubeconfig", str(kubeconfig),
+                         "--no-envoy-admin")
+        elapsed = time.monotonic() - started
+    assert result.code in (0, 1), result.stderr
+    assert elapsed < 2 + 1.5, f"check took {elapsed:.1f} s with --deadline 2"

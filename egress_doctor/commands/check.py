@@ -49,7 +49,8 @@ def run_check_command(args: argparse.Namespace, env: Environment, redactor: Reda
         sidecar_warnings = sidecar.wait()
         from egress_doctor.commands.cluster import finish_cluster_read, start_cluster_read, with_cluster
 
-        pending = start_cluster_read(args, env)  # in the background; a bad --kubeconfig is a usage error
+        # In the background; a bad --kubeconfig is a usage error. Not waited for past --deadline.
+        pending = start_cluster_read(args, env, time.monotonic() + options.deadline)
         from egress_doctor.mirror import as_the_app
         from egress_doctor.probes.check import run_check
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
@@ -80,10 +81,12 @@ def cluster_options(args: argparse.Namespace, env: Environment) -> ClusterOption
 @dataclass
 class PendingRead:
     future: Future[ClusterRead]
-    timeout: float
+    until: float  # time.monotonic() after which the run stops waiting for the read
 
 
-def start_cluster_read(args: argparse.Namespace, env: Environment) -> PendingRead | None:
+def start_cluster_read(
+    args: argparse.Namespace, env: Environment, run_deadline: float | None = None
+) -> PendingRead | None:
     """Start reading the cluster in the background; None when there is nothing to read.
 
     A kubeconfig asked for with --kubeconfig/--context is loaded here, so that a bad one is a usage
@@ -103,7 +106,9 @@ def start_cluster_read(args: argparse.Namespace, env: Environment) -> PendingRea
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="egress-doctor-cluster")
     future = executor.submit(read_cluster, options, env.environ, connection)
     executor.shutdown(wait=False)  # the read ends by its own deadline
-    return PendingRead(future, options.deadline + options.request_timeout + _GRACE)
+    until = time.monotonic() + options.deadline + options.request_timeout + _GRACE
+    # The whole run has one deadline: the read is not waited for past it.
+    return PendingRead(future, until if run_deadline is None else min(until, run_deadline))
 
 
 def finish_cluster_read(pending: PendingRead | None, report: Report) -> ClusterRead | None:
@@ -111,7 +116,7 @@ def finish_cluster_read(pending: PendingRead | None, report: Report) -> ClusterR
     if pending is None:
         return None
     try:
-        read = pending.future.result(timeout=pending.timeout)
+        read = pending.future.result(timeout=max(0.0, pending.until - time.monotonic()))
     except FutureTimeout:
         error = ReadError("read", "the cluster", None, None, "no result in time", Problem.DEADLINE)
         return ClusterRead(MeshView(source="cluster", read_errors=[str(error)]), [error])
