@@ -267,6 +267,16 @@ class Redactor:
                 self._forms = frozenset(forms)
                 self._known = _compile_known(forms)
 
+    def fresh(self) -> Redactor:
+        """A new redactor that knows what this one knows now, and learns on its own from here.
+
+        For long-lived processes (`serve`): each run gets one, so credentials a run learns do not
+        pile up in the process's redactor, while secrets known at start stay known."""
+        copy = Redactor()
+        with self._lock:
+            copy._forms, copy._known = self._forms, self._known
+        return copy
+
     @property
     def known_count(self) -> int:
         """How many spellings of known values are being replaced (for `-v` diagnostics)."""

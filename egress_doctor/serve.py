@@ -134,7 +134,7 @@ class Scheduler:
         self._thread = threading.Thread(target=self._loop, name="egress-doctor-scheduler", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float | None = None) -> bool:
+    def stop(self, timeout: float) -> bool:
         """Ask for no further run; wait up to `timeout` for an in-flight one. True if it ended."""
         self._stop.set()
         if self._thread is None:
@@ -167,7 +167,7 @@ class Scheduler:
         self.last_started = started
         self.runs_started += 1
         started_at = _now_iso()
-        redactor = type(self._redactor)()
+        redactor = self._redactor.fresh()
         report, error = None, None
         try:
             report = self._probe(redactor)

@@ -590,3 +590,14 @@ def test_a_secret_header_echoed_as_a_json_list_is_redacted():
     out = redact_patterns(text)
     assert "PLANTEDtokenvalue" not in out
     assert out.startswith('{"X-Amz-Security-Token": ["')
+
+
+def test_a_fresh_redactor_knows_what_was_known_and_learns_alone():
+    from egress_doctor.redact import Redactor
+
+    base = Redactor(["StartupSecretValue-0001"])
+    run = base.fresh()
+    run.add_secret("LearnedDuringTheRun-0002")
+    assert "StartupSecretValue-0001" not in run.redact("x StartupSecretValue-0001 y")
+    assert "LearnedDuringTheRun-0002" not in run.redact("LearnedDuringTheRun-0002")
+    assert "LearnedDuringTheRun-0002" in base.redact("LearnedDuringTheRun-0002"), "the base must not grow"

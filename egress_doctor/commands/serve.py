@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 SERVE_EPILOG = """endpoints:
   /readyz   200 when every check of the last completed run passed (warnings allowed),
             503 before the first run completes and after a failed run; JSON body
-  /livez    200 while the scheduler runs (its last run started within 3 x interval)
+  /livez    200 while the scheduler runs (its last run started within max(3 x interval, deadline + 2 x interval))
   /metrics  Prometheus text format: per-check success and duration, findings by code
 
 SIGTERM or SIGINT: stop accepting, let an in-flight run end (it aborts at --deadline), exit 0.

@@ -206,7 +206,7 @@ class ServerThread:
         self.server.cut_connections()
         if self._thread.is_alive():
             self.server.shutdown()  # type: ignore[attr-defined]
-            self._thread.join()
+            self._thread.join(timeout=5.0)  # serve_forever polls every 50 ms: this returns at once
         self.server.server_close()  # type: ignore[attr-defined] # closes the listener, joins handlers
 
     def _serve(self) -> None:
