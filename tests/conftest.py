@@ -53,8 +53,8 @@ def _guard_lookup(original: Any) -> Any:
 def network_guard() -> Iterator[None]:
     """Fail any test whose process connects, sends or resolves off loopback.
 
-    Patched at the `socket.socket` level (ssl.SSLSocket inherits it), plus `getaddrinfo` and
-    `gethostbyname`, so a connect-to rule that does not match fails loudly instead of sending a
+    Patched at the `socket.socket` level (connect, connect_ex, sendto, and bind: servers listen on
+    loopback only; ssl.SSLSocket inherits them), plus the name lookups, so a connect-to rule that does not match fails loudly instead of sending a
     DNS query for a real AWS name. Subprocesses are not covered (tests/netns.py isolates them).
     The failure is pytest's `Failed`, a BaseException: library `except Exception` blocks
     (urllib3, botocore) cannot swallow it.
@@ -63,7 +63,14 @@ def network_guard() -> Iterator[None]:
         "connect": socket.socket.connect,
         "connect_ex": socket.socket.connect_ex,
         "sendto": socket.socket.sendto,
+        "bind": socket.socket.bind,
     }
+
+    def bind(self: socket.socket, address: Any) -> None:
+        # A server on 0.0.0.0 (or "") would be reachable from off the machine: tests listen on
+        # loopback only.
+        _check(self, address, "bind")
+        originals["bind"](self, address)
 
     def connect(self: socket.socket, address: Any) -> None:
         _check(self, address, "connect")
@@ -81,8 +88,11 @@ def network_guard() -> Iterator[None]:
         patch.setattr(socket.socket, "connect", connect)
         patch.setattr(socket.socket, "connect_ex", connect_ex)
         patch.setattr(socket.socket, "sendto", sendto)
+        patch.setattr(socket.socket, "bind", bind)
         patch.setattr(socket, "getaddrinfo", _guard_lookup(socket.getaddrinfo))
         patch.setattr(socket, "gethostbyname", _guard_lookup(socket.gethostbyname))
+        patch.setattr(socket, "gethostbyname_ex", _guard_lookup(socket.gethostbyname_ex))
+        patch.setattr(socket, "gethostbyaddr", _guard_lookup(socket.gethostbyaddr))
         yield
 
 

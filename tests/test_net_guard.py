@@ -33,3 +33,17 @@ def test_network_guard_lets_loopback_through() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.sendto(b"x", ("127.0.0.1", 9))
     assert socket.getaddrinfo("localhost", 80)
+
+
+def test_network_guard_fails_a_server_listening_on_every_interface() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock, pytest.raises(pytest.fail.Exception):
+        sock.bind(("0.0.0.0", 0))
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock, pytest.raises(pytest.fail.Exception):
+        sock.bind(("", 0))
+
+
+def test_network_guard_fails_reverse_and_ex_lookups_of_real_names() -> None:
+    with pytest.raises(pytest.fail.Exception):
+        socket.gethostbyname_ex("dynamodb.us-east-1.amazonaws.com")
+    with pytest.raises(pytest.fail.Exception):
+        socket.gethostbyaddr("198.18.0.1")
