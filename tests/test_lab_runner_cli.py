@@ -140,3 +140,15 @@ def test_envoy_does_not_outlive_a_lab_process_that_is_killed_outright() -> None:
 def test_lab_run_of_a_command_that_does_not_exist_exits_127_like_a_shell() -> None:
     code, _, err = run_cli("lab", "run", "-f", str(SCENARIOS / "correct"), "--", "/nonexistent/tool")
     assert code == 127 and "/nonexistent/tool" in err
+
+
+def test_lab_up_prints_no_secret_key_and_sources_them_from_a_private_file() -> None:
+    proc, exports = start_up("--credentials", "env")
+    try:
+        assert "AWS_SECRET_ACCESS_KEY" not in exports and "AWS_SESSION_TOKEN" not in exports
+        secrets = Path(exports["AWS_CA_BUNDLE"]).parent.parent / "credentials.env"
+        assert secrets.stat().st_mode & 0o077 == 0, "the credentials file must be private (0600)"
+        assert "AWS_SECRET_ACCESS_KEY=" in secrets.read_text()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=15)

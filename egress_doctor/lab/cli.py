@@ -8,14 +8,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import shlex
 import signal
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from egress_doctor.lab.runner import CREDENTIAL_MODES, Lab, LabConfig
 from egress_doctor.mesh.istio import IstioParseError, Mode
+from egress_doctor.redact import Redactor, redact_patterns
 
 LAB_EPILOG = """examples:
   egress-doctor lab up -f egress_doctor/lab/scenarios/blog-2018 --mode REGISTRY_ONLY
@@ -125,8 +128,12 @@ def _report_refused(lab: Lab, env: Any) -> None:
         return
     for ref, messages in lab.view.refused.items():
         detail = "; ".join(m.message for m in messages)
-        env.stderr.write(f'Error from server: {ref}: admission webhook "validation.istio.io" denied the '
-                         f"request: configuration is invalid: {detail} (not applied)\n")
+        env.stderr.write(redact_patterns(f'Error from server: {ref}: admission webhook "validation.istio.io" '
+                                         f"denied the request: configuration is invalid: {detail} (not applied)\n"))
+
+
+# Never printed, even for the lab's fake keys: they go to a 0600 file the printed lines source.
+SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 
 def describe(lab: Lab) -> str:
@@ -136,11 +143,30 @@ def describe(lab: Lab) -> str:
     lines = [f"# egress-doctor lab: Istio {cfg.istio_version} sidecar, {cfg.mode}, "
              f"namespace {cfg.namespace}; "
              f"{state}; up in {lab.bringup_seconds:.2f}s"]
-    lines += [f"export {k}={shlex.quote(v)}" for k, v in sorted(lab.env.items())]
+    lines += [f"export {k}={shlex.quote(v)}" for k, v in sorted(lab.env.items()) if k not in SECRET_ENV]
+    secrets = _write_secrets(lab)
+    if secrets is not None:
+        lines.append(f". {shlex.quote(str(secrets))}  # {', '.join(SECRET_ENV)} (mode 0600, not printed)")
     lines.append("# the same rules as flags: " + " ".join(f"--connect-to {r}" for r in lab.connect_to))
     if lab.resources:
         lines += [f"# note: {n}" for n in lab.resources.notes]
     return "\n".join(lines) + "\n"
+
+
+def _write_secrets(lab: Lab) -> Path | None:
+    values = {k: lab.env[k] for k in SECRET_ENV if lab.env.get(k)}
+    if not values or lab.directory is None:
+        return None
+    path = Path(lab.directory) / "credentials.env"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.writelines(f"export {k}={shlex.quote(v)}\n" for k, v in values.items())
+    return path
+
+
+def _redactor_for(lab: Lab) -> Redactor:
+    """What the lab's commands print goes through the redactor, which knows the lab's fake keys."""
+    return Redactor(lab.env.get(k) for k in SECRET_ENV)
 
 
 def handle_up(args: argparse.Namespace, env: Any) -> int:
@@ -149,7 +175,7 @@ def handle_up(args: argparse.Namespace, env: Any) -> int:
         try:
             # Ctrl-C is the way to stop `up`: it may arrive as soon as the exports are printed.
             with contextlib.suppress(KeyboardInterrupt):
-                env.stdout.write(describe(lab))
+                env.stdout.write(_redactor_for(lab).redact(describe(lab)))
                 env.stdout.write("# up: Ctrl-C (or SIGTERM) stops it and removes everything\n")
                 env.stdout.flush()
                 threading.Event().wait()
@@ -169,7 +195,7 @@ def handle_run(args: argparse.Namespace, env: Any) -> int:
         try:
             return lab.run(argv, base_env=dict(env.environ))
         except (FileNotFoundError, PermissionError) as exc:  # as a shell would: 127 / 126
-            env.stderr.write(f"egress-doctor lab run: {argv[0]}: {exc.strerror}\n")
+            env.stderr.write(redact_patterns(f"egress-doctor lab run: {argv[0]}: {exc.strerror}\n"))
             return 127 if isinstance(exc, FileNotFoundError) else 126
         finally:
             _close(lab)
