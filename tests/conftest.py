@@ -54,10 +54,10 @@ def network_guard() -> Iterator[None]:
     """Fail any test whose process connects, sends or resolves off loopback.
 
     Patched at the `socket.socket` level (connect, connect_ex, sendto, and bind: servers listen on
-    loopback only; ssl.SSLSocket inherits them), plus the name lookups, so a connect-to rule that does not match fails loudly instead of sending a
-    DNS query for a real AWS name. Subprocesses are not covered (tests/netns.py isolates them).
-    The failure is pytest's `Failed`, a BaseException: library `except Exception` blocks
-    (urllib3, botocore) cannot swallow it.
+    loopback only; ssl.SSLSocket inherits them), plus the name lookups, so a connect-to rule that
+    does not match fails loudly instead of sending a DNS query for a real AWS name. Subprocesses
+    are not covered (tests/netns.py isolates them). The failure is pytest's `Failed`, a
+    BaseException: library `except Exception` blocks (urllib3, botocore) cannot swallow it.
     """
     originals = {
         "connect": socket.socket.connect,

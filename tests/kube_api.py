@@ -29,7 +29,7 @@ from typing import Any, Self
 import trustme
 import yaml
 
-from tests.sockets import CannedServer, Reply, Request
+from tests.canned import CannedServer, Reply, Request
 
 RECORDED = Path(__file__).resolve().parent / "recorded" / "kube"
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.fake-service-account-token.c2ln"  # what the fake API server accepts

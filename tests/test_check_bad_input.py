@@ -19,9 +19,9 @@ import pytest
 
 from egress_doctor.aws.session import Limits
 from egress_doctor.model import ExitStatus
-from tests import sockets
+from tests import canned, sockets
+from tests.canned import CannedServer, Reply
 from tests.checkrun import ENV_SECRET_KEY, REGION, CliResult, World, aws_world, run_cli
-from tests.sockets import CannedServer, Reply
 
 STS = f"sts.{REGION}.amazonaws.com"
 DDB = f"dynamodb.{REGION}.amazonaws.com"
@@ -234,7 +234,7 @@ _NOT_JSON = b"<html><body>Service Temporarily Unavailable</body></html>"
 
 
 def _imds_serving(document: Reply):
-    def answer(request: sockets.Request) -> Reply:
+    def answer(request: canned.Request) -> Reply:
         if request.method == "PUT":
             return Reply(200, body=b"imds-token-for-the-test-0123456789")
         if request.target.endswith("/security-credentials/"):
@@ -269,7 +269,7 @@ def test_pod_identity_agent_answer_that_is_not_json_is_http_not_aws(world):
 
 def test_garbage_instead_of_http_from_aws_is_not_aws_and_no_traceback(world):
     world.static_keys()
-    with CannedServer(sockets.garbage(), tls=world.aws.pki.ca, hostnames=[STS, DDB]) as server:
+    with CannedServer(canned.garbage(), tls=world.aws.pki.ca, hostnames=[STS, DDB]) as server:
         result = _steered(server.port)
     assert result.code == ExitStatus.CHECK_FAILED and result.stderr == ""
     for check_id in API_CHECKS:
@@ -278,7 +278,7 @@ def test_garbage_instead_of_http_from_aws_is_not_aws_and_no_traceback(world):
 
 
 def test_garbage_instead_of_http_from_imds_is_not_aws(world):
-    with CannedServer(sockets.garbage()) as imds:
+    with CannedServer(canned.garbage()) as imds:
         world.use(AWS_EC2_METADATA_SERVICE_ENDPOINT=imds.url())
         result = run_cli("check", "-o", "json")
     token = result.check("imds.token")
@@ -297,7 +297,7 @@ def test_a_100_mb_answer_is_read_only_up_to_a_bounded_prefix_and_memory_stays_fl
     world.static_keys()
     assert run_cli("check").code == ExitStatus.OK  # warm-up: imports, service models, TLS contexts
     before = _max_rss_bytes()
-    with CannedServer(sockets.huge_body(HUNDRED_MB), tls=world.aws.pki.ca, hostnames=[STS, DDB]) as server:
+    with CannedServer(canned.huge_body(HUNDRED_MB), tls=world.aws.pki.ca, hostnames=[STS, DDB]) as server:
         result = _steered(server.port)
         sent = server.bytes_sent
     growth = _max_rss_bytes() - before
@@ -315,7 +315,7 @@ def test_a_100_mb_answer_is_read_only_up_to_a_bounded_prefix_and_memory_stays_fl
 
 
 def test_a_100_mb_imds_credentials_document_is_cut_at_64_kib(world):
-    with CannedServer(_imds_serving(sockets.huge_body(HUNDRED_MB))) as imds:
+    with CannedServer(_imds_serving(canned.huge_body(HUNDRED_MB))) as imds:
         world.use(AWS_EC2_METADATA_SERVICE_ENDPOINT=imds.url())
         result = run_cli("check", "-o", "json")
     http = result.check("imds.credentials")["evidence"]["http"]
@@ -328,7 +328,7 @@ DEADLINE_SLACK = 0.5  # the issue's bound: the run ends within --deadline plus t
 
 def test_a_slow_drip_answer_cannot_stretch_the_run_past_its_deadline(world):
     world.static_keys()
-    drip = sockets.slow_drip(size=1 << 20, interval=0.05)  # each byte in time, the body never ends
+    drip = canned.slow_drip(size=1 << 20, interval=0.05)  # each byte in time, the body never ends
     with CannedServer(drip, tls=world.aws.pki.ca, hostnames=[STS, DDB]) as server:
         started = time.monotonic()
         result = _steered(server.port, "--deadline", str(DEADLINE))

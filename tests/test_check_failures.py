@@ -1,8 +1,8 @@
 """The failure taxonomy through the real CLI: each misbehaving server, the layer and symptom it yields.
 
-STS and DynamoDB are steered onto a server of tests/sockets.py with `--connect-to` flags (they
-come before the EGRESS_DOCTOR_CONNECT_TO rule of `aws_world`, and the first match wins), using
-static keys from the environment. The expectations are the ones of knowledge/aws-sdk.md §5.
+STS and DynamoDB are steered onto a server of tests/sockets.py or tests/canned.py with
+`--connect-to` flags (they come before the EGRESS_DOCTOR_CONNECT_TO rule of `aws_world`, and the
+first match wins), using static keys from the environment. The expectations are the ones of knowledge/aws-sdk.md §5.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests import sockets
+from tests import canned, sockets
+from tests.canned import CannedServer, Reply, Request
 from tests.checkrun import REGION, CliResult, World, aws_world, run_cli
-from tests.sockets import CannedServer, Reply, Request
 
 STS = f"sts.{REGION}.amazonaws.com"
 DDB = f"dynamodb.{REGION}.amazonaws.com"
@@ -68,7 +68,7 @@ def _https(responder: Reply | Callable[[Request], Reply], names: tuple[str, ...]
 def _untrusted(_world: World) -> contextlib.AbstractContextManager[int]:
     import trustme
 
-    return _listening(CannedServer(sockets.sts_get_caller_identity_ok(), tls=trustme.CA(), hostnames=[STS, DDB]))
+    return _listening(CannedServer(canned.sts_get_caller_identity_ok(), tls=trustme.CA(), hostnames=[STS, DDB]))
 
 
 def _by_service(sts: Reply, dynamodb: Reply) -> Callable[[Request], Reply]:
@@ -102,42 +102,42 @@ TRANSPORT_CASES = [
      ("tls", "tls-closed", "ConnectionResetError"), None),
     ("tls-stall", _plain(sockets.TlsStallServer), ("tls", "tls-timeout", "TimeoutError"), None),
     ("untrusted-ca", _untrusted, ("tls", "tls-untrusted", "ssl.SSLCertVerificationError"), None),
-    ("certificate-for-another-name", _https(sockets.sts_get_caller_identity_ok(), ("wrong.example.com",)),
+    ("certificate-for-another-name", _https(canned.sts_get_caller_identity_ok(), ("wrong.example.com",)),
      ("tls", "tls-name-mismatch", "ssl.SSLCertVerificationError"), None),
-    ("tls-to-plain-http", _plain(lambda: CannedServer(sockets.sts_get_caller_identity_ok())),
+    ("tls-to-plain-http", _plain(lambda: CannedServer(canned.sts_get_caller_identity_ok())),
      ("tls", "tls-wrong-version", "ssl.SSLError"), None),
-    ("slow-response", _https(sockets.slow(sockets.sts_get_caller_identity_ok(), 5.0)),
+    ("slow-response", _https(canned.slow(canned.sts_get_caller_identity_ok(), 5.0)),
      ("http", "http-timeout", "botocore.exceptions.ReadTimeoutError"), None),
-    ("close-after-request", _https(sockets.close_after_request()),
+    ("close-after-request", _https(canned.close_after_request()),
      ("http", "http-closed", "botocore.exceptions.ConnectionClosedError"), None),
-    ("reset-after-request", _https(sockets.reset_after_request()),
+    ("reset-after-request", _https(canned.reset_after_request()),
      ("http", "http-closed", "botocore.exceptions.ConnectionClosedError"), None),
     # The peer closes after 34 of 1000 announced bytes: no answer, not a malformed one.
     ("answer-cut-short-mid-body", _https(Reply(200, (("content-type", "text/xml"),), _first_bytes,
                                                 content_length=1000, close=True)),
      ("http", "http-closed", "urllib3.exceptions.IncompleteRead"), None),
-    ("envoy-502-block-all", _https(sockets.envoy_block_all_502()),
+    ("envoy-502-block-all", _https(canned.envoy_block_all_502()),
      ("http", "http-status", "botocore.exceptions.ClientError"), None),
     # Text bodies: STS's XML parser gives up (no status in the exception), DynamoDB's does not.
-    ("envoy-503-upstream-connect-error", _https(sockets.envoy_upstream_connect_error_503()),
+    ("envoy-503-upstream-connect-error", _https(canned.envoy_upstream_connect_error_503()),
      ("http", "http-status", "botocore.parsers.ResponseParserError"),
      ("http", "http-status", "botocore.exceptions.ClientError")),
-    ("envoy-503-no-healthy-upstream", _https(sockets.envoy_no_healthy_upstream_503()),
+    ("envoy-503-no-healthy-upstream", _https(canned.envoy_no_healthy_upstream_503()),
      ("http", "http-status", "botocore.parsers.ResponseParserError"),
      ("http", "http-status", "botocore.exceptions.ClientError")),
-    ("envoy-504-upstream-timeout", _https(sockets.envoy_upstream_timeout_504()),
+    ("envoy-504-upstream-timeout", _https(canned.envoy_upstream_timeout_504()),
      ("http", "http-status", "botocore.parsers.ResponseParserError"),
      ("http", "http-status", "botocore.exceptions.ClientError")),
-    ("envoy-403-rbac", _https(sockets.envoy_rbac_403()),
+    ("envoy-403-rbac", _https(canned.envoy_rbac_403()),
      ("http", "http-status", "botocore.parsers.ResponseParserError"),
      ("http", "http-status", "botocore.exceptions.ClientError")),
-    ("envoy-404-no-route", _https(sockets.envoy_no_route_404()),
+    ("envoy-404-no-route", _https(canned.envoy_no_route_404()),
      ("http", "http-status", "botocore.parsers.ResponseParserError"),
      ("http", "http-status", "botocore.exceptions.ClientError")),
     ("503-html-page", _https(_html(503)), ("http", "http-status", "botocore.exceptions.ClientError"), None),
     # STS raises a raw KeyError; DynamoDB "succeeds" without TableNames.
     ("200-html-page", _https(_html(200)), ("http", "not-aws", "KeyError"), ("http", "not-aws", "NotAwsResponse")),
-    ("garbage-instead-of-http", _https(sockets.garbage()),
+    ("garbage-instead-of-http", _https(canned.garbage()),
      ("http", "not-aws", "botocore.exceptions.ConnectionClosedError"), None),
 ]  # fmt: skip
 
@@ -161,7 +161,7 @@ def test_each_misbehaving_server_is_reported_at_its_layer_for_sts_and_dynamodb(w
 
 
 def test_envoy_502_keeps_status_and_envoy_headers_as_evidence(world):
-    with _https(sockets.envoy_block_all_502())(world) as port:
+    with _https(canned.envoy_block_all_502())(world) as port:
         result = run_against(port)
     for check_id in API_CHECKS:
         http = result.check(check_id)["evidence"]["http"]
@@ -172,7 +172,7 @@ def test_envoy_502_keeps_status_and_envoy_headers_as_evidence(world):
 
 
 def test_envoy_503_upstream_connect_error_body_is_evidence_for_sts_and_dynamodb(world):
-    with _https(sockets.envoy_upstream_connect_error_503())(world) as port:
+    with _https(canned.envoy_upstream_connect_error_503())(world) as port:
         result = run_against(port)
     for check_id in API_CHECKS:
         check = result.check(check_id)
@@ -182,7 +182,7 @@ def test_envoy_503_upstream_connect_error_body_is_evidence_for_sts_and_dynamodb(
 
 
 def test_tls_failures_keep_the_handshake_evidence_sni_and_trust(world):
-    with _https(sockets.sts_get_caller_identity_ok(), ("wrong.example.com",))(world) as port:
+    with _https(canned.sts_get_caller_identity_ok(), ("wrong.example.com",))(world) as port:
         result = run_against(port)
     tls = result.check("sts.get-caller-identity")["evidence"]["tls"]
     assert (tls["ok"], tls["sni"], tls["verify_code"]) == (False, STS, 62)
@@ -201,8 +201,8 @@ def test_tls_failures_keep_the_handshake_evidence_sni_and_trust(world):
 )
 def test_aws_error_answers_are_api_layer_with_the_error_code(world, status, sts_code, ddb_code):
     responder = _by_service(
-        sockets.aws_xml_error(status, sts_code, "planted message"),
-        sockets.aws_json_error(status, ddb_code, "planted message"),
+        canned.aws_xml_error(status, sts_code, "planted message"),
+        canned.aws_json_error(status, ddb_code, "planted message"),
     )
     with _https(responder)(world) as port:
         result = run_against(port)
@@ -210,7 +210,7 @@ def test_aws_error_answers_are_api_layer_with_the_error_code(world, status, sts_
         check = result.check(check_id)
         assert (check["status"], check["layer"], check["symptom"]) == ("fail", "api", "aws-error"), check_id
         aws = check["evidence"]["aws"]
-        assert (aws["error_code"], aws["http_status"], aws["request_id"]) == (code, status, sockets.REQUEST_ID)
+        assert (aws["error_code"], aws["http_status"], aws["request_id"]) == (code, status, canned.REQUEST_ID)
         assert code in check["reason"]
 
 
@@ -281,7 +281,7 @@ def test_imds_credentials_document_with_an_error_code_names_the_code(imds_world)
 
 
 def test_imds_behind_istio_block_all_502_is_an_envoy_reply_not_an_imds_answer(imds_world):
-    with CannedServer(sockets.envoy_block_all_502()) as envoy:
+    with CannedServer(canned.envoy_block_all_502()) as envoy:
         result = _imds(imds_world, envoy.url())
     token = result.check("imds.token")
     assert (token["status"], token["layer"], token["symptom"]) == ("fail", "http", "http-status")
@@ -360,7 +360,7 @@ def test_a_check_stuck_in_the_tls_handshake_at_the_deadline_is_reported_at_the_t
 
 
 def test_a_check_stuck_reading_a_dripping_body_at_the_deadline_is_an_http_deadline(world):
-    drip = sockets.slow_drip(size=1 << 20, interval=0.05)
+    drip = canned.slow_drip(size=1 << 20, interval=0.05)
     with _https(drip)(world) as port:
         result = run_against(port, "--deadline", "1")
     for check_id in API_CHECKS:

@@ -69,7 +69,7 @@ def http_reply(
 
 
 def envoy(check_id: str, kind: str, host: str | None = None) -> CheckResult:
-    """Envoy's local replies (tests/sockets.py has the same on real sockets)."""
+    """Envoy's local replies (tests/canned.py has the same on real sockets)."""
     shapes = {
         "block_all": (502, ""),
         "uf": (503, UF_BODY),
@@ -248,17 +248,17 @@ def test_aws_answers_carry_a_request_id_and_upstream_time_unlike_envoy_replies()
 
 
 def test_factories_match_the_envoy_replies_of_the_socket_test_servers() -> None:
-    """Cross-check with tests/sockets.py, whose replies are served on real sockets."""
+    """Cross-check with tests/canned.py, whose replies are served on real sockets."""
     import pytest
 
-    sockets = pytest.importorskip("tests.sockets")
+    canned = pytest.importorskip("tests.canned")
     pairs = {
-        "block_all": sockets.envoy_block_all_502(),
-        "uf": sockets.envoy_upstream_connect_error_503(),
-        "uh": sockets.envoy_no_healthy_upstream_503(),
-        "ut": sockets.envoy_upstream_timeout_504(),
-        "nr": sockets.envoy_no_route_404(),
-        "rbac": sockets.envoy_rbac_403(),
+        "block_all": canned.envoy_block_all_502(),
+        "uf": canned.envoy_upstream_connect_error_503(),
+        "uh": canned.envoy_no_healthy_upstream_503(),
+        "ut": canned.envoy_upstream_timeout_504(),
+        "nr": canned.envoy_no_route_404(),
+        "rbac": canned.envoy_rbac_403(),
     }
     for kind, reply in pairs.items():
         http = envoy("imds.role", kind).evidence.http

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from egress_doctor.mesh.istio import Ignored, parse_object
+from egress_doctor.mesh.istio import Ignored
+from egress_doctor.mesh.parse import parse_object
 from egress_doctor.mesh.validation import validate
 from tests import test_analyze_cases, test_explain_table
 from tests.test_fixes_schema import CEL, CRDS, schema_validator

@@ -8,8 +8,9 @@ from egress_doctor.mesh import edits
 from egress_doctor.mesh.aws_names import near_miss
 from egress_doctor.mesh.files import read_yaml
 from egress_doctor.mesh.fixes import is_ip
-from egress_doctor.mesh.istio import ServiceEntry, Sidecar, parse_object
+from egress_doctor.mesh.istio import ServiceEntry, Sidecar
 from egress_doctor.mesh.manifest import apply_patch, patch_command, to_manifest
+from egress_doctor.mesh.parse import parse_object
 from egress_doctor.mesh.validation import validate
 from egress_doctor.mesh.view import host_matches
 

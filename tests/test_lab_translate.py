@@ -9,15 +9,10 @@ from typing import Any
 import pytest
 import yaml
 
-from egress_doctor.lab.translate import (
-    Endpoint,
-    EnvoyResources,
-    LabPorts,
-    Upstreams,
-    is_aws_host,
-    translate,
-)
-from egress_doctor.mesh.istio import MeshConfig, Mode, load_files, parse_documents
+from egress_doctor.lab.translate import EnvoyResources, LabPorts, translate
+from egress_doctor.lab.upstreams import Endpoint, Upstreams, is_aws_host
+from egress_doctor.mesh.istio import MeshConfig, Mode
+from egress_doctor.mesh.parse import load_files, parse_documents
 from egress_doctor.mesh.visibility import pod_view
 
 SCENARIOS = Path(__file__).parent.parent / "egress_doctor" / "lab" / "scenarios"

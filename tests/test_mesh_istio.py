@@ -1,4 +1,4 @@
-"""Parsing Istio YAML into the one typed model (mesh/istio.py)."""
+"""Parsing Istio YAML into the one typed model (mesh/parse.py into mesh/istio.py)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,8 @@ from egress_doctor.mesh.istio import (
     ServiceEntry,
     Sidecar,
     VirtualService,
-    load_files,
-    parse_yaml,
 )
+from egress_doctor.mesh.parse import load_files, parse_yaml
 
 SE = """
 apiVersion: networking.istio.io/{version}

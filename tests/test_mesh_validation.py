@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from egress_doctor.mesh.istio import IstioObject, parse_documents
+from egress_doctor.mesh.istio import IstioObject
+from egress_doctor.mesh.parse import parse_documents
 from egress_doctor.mesh.validation import (
     Level,
     denial,

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from egress_doctor.mesh.istio import IstioObject, MeshConfig, Mode, parse_documents
+from egress_doctor.mesh.istio import IstioObject, MeshConfig, Mode
+from egress_doctor.mesh.parse import parse_documents
 from egress_doctor.mesh.visibility import (
     Reason,
     egress_host_patterns,

@@ -20,8 +20,9 @@ from egress_doctor.model import Layer, Symptom
 from egress_doctor.net.classify import chain, classify, error_info, unwrap
 from egress_doctor.net.connect_to import ConnectTo, ConnectToMap
 from egress_doctor.net.dial import dial_scope
-from tests import sockets
-from tests.sockets import BacklogFullServer, CannedServer, CloseServer, Pki, TlsStallServer, refused_port
+from tests import canned
+from tests.canned import CannedServer
+from tests.sockets import BacklogFullServer, CloseServer, Pki, TlsStallServer, refused_port
 
 STS = "sts.us-east-1.amazonaws.com"
 
@@ -76,19 +77,19 @@ SERVERS: dict[str, Callable[[Pki], Any]] = {
     "client-hello-fin": lambda pki: CloseServer("client_hello", "fin"),
     "client-hello-rst": lambda pki: CloseServer("client_hello", "rst"),
     "tls-stall": lambda pki: TlsStallServer(),
-    "untrusted-ca": lambda pki: CannedServer(sockets.Reply(), tls=pki.rogue_ca, hostnames=[STS]),
-    "wrong-name": lambda pki: CannedServer(sockets.Reply(), tls=pki.ca, hostnames=["wrong.example.com"]),
-    "plain-http": lambda pki: CannedServer(sockets.Reply()),
+    "untrusted-ca": lambda pki: CannedServer(canned.Reply(), tls=pki.rogue_ca, hostnames=[STS]),
+    "wrong-name": lambda pki: CannedServer(canned.Reply(), tls=pki.ca, hostnames=["wrong.example.com"]),
+    "plain-http": lambda pki: CannedServer(canned.Reply()),
     "close-after-request": lambda pki: CannedServer(
-        sockets.close_after_request(), tls=pki.ca, hostnames=[STS]
+        canned.close_after_request(), tls=pki.ca, hostnames=[STS]
     ),
     "reset-after-request": lambda pki: CannedServer(
-        sockets.reset_after_request(), tls=pki.ca, hostnames=[STS]
+        canned.reset_after_request(), tls=pki.ca, hostnames=[STS]
     ),
     "slow": lambda pki: CannedServer(
-        sockets.slow(sockets.sts_get_caller_identity_ok(), 3), tls=pki.ca, hostnames=[STS]
+        canned.slow(canned.sts_get_caller_identity_ok(), 3), tls=pki.ca, hostnames=[STS]
     ),
-    "garbage": lambda pki: CannedServer(sockets.garbage(), tls=pki.ca, hostnames=[STS]),
+    "garbage": lambda pki: CannedServer(canned.garbage(), tls=pki.ca, hostnames=[STS]),
 }
 
 
@@ -217,7 +218,7 @@ def test_rst_during_handshake_ignores_sslsockets_incidental_enotconn_context(pki
 
 def test_success_through_connect_to_keeps_sni_and_host_of_the_real_name(pki: Pki, aws_env: None) -> None:
     with (
-        CannedServer(sockets.sts_get_caller_identity_ok(), tls=pki.ca, hostnames=[STS]) as server,
+        CannedServer(canned.sts_get_caller_identity_ok(), tls=pki.ca, hostnames=[STS]) as server,
         dial_scope(connect_to=ConnectToMap([server.rule(STS)])),
     ):
         identity = _sts(pki).get_caller_identity()

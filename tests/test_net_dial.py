@@ -13,8 +13,9 @@ import urllib3.util.connection
 from egress_doctor.net import dial
 from egress_doctor.net.connect_to import ConnectTo, ConnectToMap
 from egress_doctor.net.dial import DeadlineExceeded, DialRecorder, dial_scope
-from tests import sockets
-from tests.sockets import BacklogFullServer, CannedServer, Reply, TlsStallServer, refused_port
+from tests import canned, sockets
+from tests.canned import CannedServer, Reply
+from tests.sockets import BacklogFullServer, TlsStallServer, refused_port
 
 STS = "sts.us-east-1.amazonaws.com"
 
@@ -227,7 +228,7 @@ def test_socket_options_and_source_address_are_applied() -> None:
 
 def test_sockets_module_servers_stop_without_leaking_threads() -> None:
     before = threading.active_count()
-    with CannedServer(sockets.slow(Reply(204), 5)) as server, dial_scope():
+    with CannedServer(canned.slow(Reply(204), 5)) as server, dial_scope():
         sock = dial.dial("127.0.0.1", server.port, 1.0)
         sock.sendall(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
         time.sleep(0.05)
@@ -255,7 +256,7 @@ def test_abort_ends_a_botocore_call_stalled_on_a_slow_response_long_before_its_r
         ),
     )
     recorder = DialRecorder()
-    reply = sockets.slow(sockets.sts_get_caller_identity_ok(), 10)
+    reply = canned.slow(canned.sts_get_caller_identity_ok(), 10)
     with (
         CannedServer(reply, tls=pki.ca, hostnames=[STS]) as server,
         dial_scope(connect_to=ConnectToMap([server.rule(STS)]), recorder=recorder),

@@ -10,8 +10,9 @@ from egress_doctor.model import Layer, Symptom
 from egress_doctor.net.connect_to import ConnectToMap
 from egress_doctor.net.dial import DeadlineExceeded, dial_scope
 from egress_doctor.net.http import HttpResult, read_bounded, request
-from tests import sockets
-from tests.sockets import CannedServer, Pki, Reply, refused_port
+from tests import canned
+from tests.canned import CannedServer, Reply
+from tests.sockets import Pki, refused_port
 
 
 def _get(server: CannedServer, **kwargs: object) -> HttpResult:
@@ -23,17 +24,17 @@ def _get(server: CannedServer, **kwargs: object) -> HttpResult:
 @pytest.mark.parametrize(
     ("reply", "status", "body"),
     [
-        (sockets.envoy_block_all_502(), 502, b""),
+        (canned.envoy_block_all_502(), 502, b""),
         (
-            sockets.envoy_upstream_connect_error_503(),
+            canned.envoy_upstream_connect_error_503(),
             503,
             b"upstream connect error or disconnect/reset before headers."
             b" reset reason: remote connection failure",
         ),
-        (sockets.envoy_no_healthy_upstream_503(), 503, b"no healthy upstream"),
-        (sockets.envoy_upstream_timeout_504(), 504, b"upstream request timeout"),
-        (sockets.envoy_no_route_404(), 404, b""),
-        (sockets.envoy_rbac_403(), 403, b"RBAC: access denied"),
+        (canned.envoy_no_healthy_upstream_503(), 503, b"no healthy upstream"),
+        (canned.envoy_upstream_timeout_504(), 504, b"upstream request timeout"),
+        (canned.envoy_no_route_404(), 404, b""),
+        (canned.envoy_rbac_403(), 403, b"RBAC: access denied"),
     ],
     ids=["502-block-all", "503-uf", "503-uh", "504-ut", "404-nr", "403-rbac"],
 )
@@ -66,12 +67,12 @@ def test_only_interesting_headers_are_kept_in_evidence_but_all_in_result() -> No
     ("reply", "status", "content_type"),
     [
         (
-            sockets.aws_xml_error(403, "InvalidClientTokenId", "The security token is invalid."),
+            canned.aws_xml_error(403, "InvalidClientTokenId", "The security token is invalid."),
             403,
             "text/xml",
         ),
         (
-            sockets.aws_json_error(400, "UnrecognizedClientException", "The security token is invalid."),
+            canned.aws_json_error(400, "UnrecognizedClientException", "The security token is invalid."),
             400,
             "application/x-amz-json-1.0",
         ),
@@ -82,7 +83,7 @@ def test_aws_error_reply_keeps_request_id_and_body(reply: Reply, status: int, co
     with CannedServer(reply) as server:
         result = _get(server)
     assert result.evidence.status == status
-    assert result.evidence.headers["x-amzn-requestid"] == sockets.REQUEST_ID
+    assert result.evidence.headers["x-amzn-requestid"] == canned.REQUEST_ID
     assert result.evidence.headers["content-type"] == content_type
     assert b"InvalidClientTokenId" in result.body or b"UnrecognizedClientException" in result.body
 
@@ -109,7 +110,7 @@ def test_request_sends_method_headers_and_body_and_keeps_the_original_host_under
 
 def test_https_request_verifies_with_the_given_ca_file(pki: Pki) -> None:
     with (
-        CannedServer(sockets.sts_get_caller_identity_ok(), tls=pki.ca, hostnames=["sts.test"]) as server,
+        CannedServer(canned.sts_get_caller_identity_ok(), tls=pki.ca, hostnames=["sts.test"]) as server,
         dial_scope(connect_to=ConnectToMap([server.rule("sts.test")])),
     ):
         result = request("POST", "https://sts.test/", connect_timeout=1, read_timeout=1, ca_file=pki.ca_file)
@@ -144,25 +145,25 @@ def test_refused_port_is_a_tcp_connect_refused_failure() -> None:
 
 
 def test_close_after_request_is_http_closed() -> None:
-    with CannedServer(sockets.close_after_request()) as server:
+    with CannedServer(canned.close_after_request()) as server:
         result = _get(server)
     assert (result.layer, result.symptom) == (Layer.HTTP, Symptom.HTTP_CLOSED)
 
 
 def test_reset_after_request_is_http_closed() -> None:
-    with CannedServer(sockets.reset_after_request()) as server:
+    with CannedServer(canned.reset_after_request()) as server:
         result = _get(server)
     assert (result.layer, result.symptom) == (Layer.HTTP, Symptom.HTTP_CLOSED)
 
 
 def test_garbage_instead_of_http_is_not_aws_at_the_http_layer() -> None:
-    with CannedServer(sockets.garbage()) as server:
+    with CannedServer(canned.garbage()) as server:
         result = _get(server)
     assert (result.layer, result.symptom) == (Layer.HTTP, Symptom.NOT_AWS)
 
 
 def test_slow_response_is_an_http_timeout_after_the_read_timeout() -> None:
-    with CannedServer(sockets.slow(Reply(204), 5)) as server:
+    with CannedServer(canned.slow(Reply(204), 5)) as server:
         started = time.monotonic()
         result = _get(server, read_timeout=0.2)
         elapsed = time.monotonic() - started
@@ -171,7 +172,7 @@ def test_slow_response_is_an_http_timeout_after_the_read_timeout() -> None:
 
 
 def test_slow_response_past_the_deadline_is_reported_as_deadline() -> None:
-    with CannedServer(sockets.slow(Reply(204), 5)) as server:
+    with CannedServer(canned.slow(Reply(204), 5)) as server:
         started = time.monotonic()
         result = _get(server, read_timeout=5, deadline=time.monotonic() + 0.2)
     assert (result.layer, result.symptom) == (Layer.HTTP, Symptom.DEADLINE)
@@ -180,7 +181,7 @@ def test_slow_response_past_the_deadline_is_reported_as_deadline() -> None:
 
 def test_slow_drip_body_cannot_outlive_the_deadline() -> None:
     # 4096 bytes, one every 20 ms: 80 s in all, although every single read is quick.
-    with CannedServer(sockets.slow_drip(4096, 0.02)) as server:
+    with CannedServer(canned.slow_drip(4096, 0.02)) as server:
         started = time.monotonic()
         result = _get(server, read_timeout=1, deadline=time.monotonic() + 0.3)
         elapsed = time.monotonic() - started
@@ -192,7 +193,7 @@ def test_slow_drip_body_cannot_outlive_the_deadline() -> None:
 
 def test_100_mb_body_is_read_to_max_body_only_with_flat_memory() -> None:
     size = 100 * 2**20
-    with CannedServer(sockets.huge_body(size)) as server:
+    with CannedServer(canned.huge_body(size)) as server:
         tracemalloc.start()
         try:
             result = _get(server, max_body=65536)
@@ -218,7 +219,7 @@ def test_read_bounded_reports_not_truncated_when_the_body_fits() -> None:
 
 
 def test_read_bounded_raises_deadline_exceeded_carrying_what_was_read() -> None:
-    with CannedServer(sockets.slow_drip(1000, 0.02)) as server, urllib3.PoolManager() as pool:
+    with CannedServer(canned.slow_drip(1000, 0.02)) as server, urllib3.PoolManager() as pool:
         response = pool.request("GET", server.url(), preload_content=False, retries=False, timeout=5)
         with pytest.raises(DeadlineExceeded) as caught:
             read_bounded(response, 1000, time.monotonic() + 0.15)

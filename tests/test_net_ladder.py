@@ -11,15 +11,9 @@ from egress_doctor.model import Layer, Symptom
 from egress_doctor.net.connect_to import ConnectTo, ConnectToMap
 from egress_doctor.net.dial import DialRecorder, dial_scope
 from egress_doctor.net.ladder import LadderResult, probe_endpoint
-from tests import sockets
-from tests.sockets import (
-    BacklogFullServer,
-    CannedServer,
-    CloseServer,
-    Pki,
-    TlsStallServer,
-    refused_port,
-)
+from tests import canned
+from tests.canned import CannedServer
+from tests.sockets import BacklogFullServer, CloseServer, Pki, TlsStallServer, refused_port
 
 STS = "sts.us-east-1.amazonaws.com"
 URL = f"https://{STS}/"
@@ -37,9 +31,9 @@ def _server(kind: str, pki: Pki) -> Iterator[int]:
         "client-hello-fin": lambda: CloseServer("client_hello", "fin"),
         "client-hello-rst": lambda: CloseServer("client_hello", "rst"),
         "tls-stall": TlsStallServer,
-        "untrusted-ca": lambda: CannedServer(sockets.Reply(), tls=pki.rogue_ca, hostnames=[STS]),
-        "wrong-name": lambda: CannedServer(sockets.Reply(), tls=pki.ca, hostnames=["wrong.example.com"]),
-        "plain-http": lambda: CannedServer(sockets.Reply()),
+        "untrusted-ca": lambda: CannedServer(canned.Reply(), tls=pki.rogue_ca, hostnames=[STS]),
+        "wrong-name": lambda: CannedServer(canned.Reply(), tls=pki.ca, hostnames=["wrong.example.com"]),
+        "plain-http": lambda: CannedServer(canned.Reply()),
     }
     if kind == "refused":
         with refused_port() as port:
@@ -111,7 +105,7 @@ def test_tls_stall_gives_up_after_the_connect_timeout_as_urllib3_does(pki: Pki) 
 
 
 def test_healthy_tls_endpoint_passes_every_rung_and_records_the_peer_certificate(pki: Pki) -> None:
-    with CannedServer(sockets.envoy_block_all_502(), tls=pki.ca, hostnames=[STS]) as server:
+    with CannedServer(canned.envoy_block_all_502(), tls=pki.ca, hostnames=[STS]) as server:
         result = _climb(server.port, pki)
         requests = list(server.requests)
     assert result.ok, result.error
@@ -128,7 +122,7 @@ def test_healthy_tls_endpoint_passes_every_rung_and_records_the_peer_certificate
 
 def test_trust_label_is_recorded_as_given(pki: Pki) -> None:
     with (
-        CannedServer(sockets.Reply(), tls=pki.ca, hostnames=[STS]) as server,
+        CannedServer(canned.Reply(), tls=pki.ca, hostnames=[STS]) as server,
         dial_scope(connect_to=ConnectToMap([server.rule(STS)])),
     ):
         result = probe_endpoint(
@@ -138,7 +132,7 @@ def test_trust_label_is_recorded_as_given(pki: Pki) -> None:
 
 
 def test_plain_http_url_stops_after_tcp_without_tls(pki: Pki) -> None:
-    with CannedServer(sockets.Reply()) as server:
+    with CannedServer(canned.Reply()) as server:
         result = _climb(server.port, pki, url=f"http://{STS}/")
     assert result.ok
     assert result.tcp is not None and result.tcp.connected
@@ -147,7 +141,7 @@ def test_plain_http_url_stops_after_tcp_without_tls(pki: Pki) -> None:
 
 def test_ladder_after_the_scope_deadline_reports_deadline_at_tcp(pki: Pki) -> None:
     with (
-        CannedServer(sockets.Reply(), tls=pki.ca, hostnames=[STS]) as server,
+        CannedServer(canned.Reply(), tls=pki.ca, hostnames=[STS]) as server,
         dial_scope(connect_to=ConnectToMap([server.rule(STS)]), deadline=time.monotonic() - 1),
     ):
         result = probe_endpoint(URL, ca_file=pki.ca_file, connect_timeout=1, read_timeout=1)

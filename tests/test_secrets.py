@@ -19,7 +19,8 @@ from urllib.parse import quote
 import pytest
 
 from egress_doctor.lab.fakes import LabCredentials
-from tests import sockets
+from tests import canned
+from tests.canned import CannedServer, Reply, Request
 from tests.checkrun import (
     ENV_SECRET_KEY,
     ENV_SESSION_TOKEN,
@@ -30,7 +31,6 @@ from tests.checkrun import (
     aws_world,
     run_cli,
 )
-from tests.sockets import CannedServer, Reply, Request
 
 ENV_KEY_ID = "AKIAPLANTEDEXAMPLE12"  # World.static_keys()
 STS = f"sts.{REGION}.amazonaws.com"
@@ -172,7 +172,7 @@ def envoy_503_echoing_the_request(world: World, stack: ExitStack) -> Iterator[Pl
         f"Credential={ENV_KEY_ID}/20260101/{REGION}/sts/aws4_request, SignedHeaders=host, "
         f"Signature={ECHOED_SIGNATURE}"
     )
-    reply = sockets.text_reply(503, body, *sockets.envoy_headers())
+    reply = canned.text_reply(503, body, *canned.envoy_headers())
     server = stack.enter_context(CannedServer(reply, tls=world.aws.pki.ca, hostnames=[STS, DDB]))
     world.use(EGRESS_DOCTOR_CONNECT_TO=f":443:127.0.0.1:{server.port}")
     yield lambda: [ENV_KEY_ID, ENV_SECRET_KEY, ENV_SESSION_TOKEN, ECHOED_SIGNATURE]

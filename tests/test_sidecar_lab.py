@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from egress_doctor.lab.runner import Lab, LabConfig, allocate_ports
-from egress_doctor.mesh.istio import Mode, load_files
+from egress_doctor.mesh.istio import Mode
+from egress_doctor.mesh.parse import load_files
 from egress_doctor.mesh.sidecar import read_sidecar
 from egress_doctor.mesh.view import SidecarView
 

@@ -22,69 +22,36 @@ iptables); when Istio would have no `0.0.0.0_80`/`0.0.0.0_443`, those ports are 
 their loopback stand-in (127.169.254.254 for 169.254.169.254) to the domains; every upstream is a
 loopback fake, and ORIGINAL_DST clusters (NONE, PassthroughCluster) become STATIC ones to the fake
 the app would have reached.
+
+Listeners are built here; routes in `lab.routes`, clusters in `lab.clusters`, the loopback fakes
+that stand in for the outside in `lab.upstreams`.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from egress_doctor.mesh.istio import Mode, Protocol, Resolution, ServicePort
+from egress_doctor.lab.clusters import (
+    BLACKHOLE,
+    LAB_METADATA,
+    PASSTHROUGH,
+    Json,
+    build_clusters,
+    cluster_name,
+    destination_cluster,
+    socket_address,
+)
+from egress_doctor.lab.routes import route_config
+from egress_doctor.lab.upstreams import LINK_LOCAL_STANDINS, Upstreams
+from egress_doctor.mesh.istio import Mode, Protocol, ServicePort
 from egress_doctor.mesh.visibility import PodView, Service
 
-Json = dict[str, Any]
-
 ISTIO_VERSION = "1.30.3"
-LAB_METADATA = "egress-doctor.lab"  # filter_metadata key for lab-only facts (the Istio original)
-BLACKHOLE, PASSTHROUGH = "BlackHoleCluster", "PassthroughCluster"
-BLOCK_ALL, ALLOW_ANY = "block_all", "allow_any"
 VIRTUAL_OUTBOUND = "virtualOutbound"
 PASSTHROUGH_CHAIN, CATCH_ALL_CHAIN = "PassthroughFilterChain", "virtualOutbound-catchall-tcp"
 HTTP_ALPNS = ["http/1.1", "h2c"]  # plaintextHTTPALPNs without PILOT_HTTP10
-CONNECT_TIMEOUT = "10s"  # meshConfig.connectTimeout default
-# Link-local addresses never go on the wire: each has a loopback stand-in the lab binds instead.
-LINK_LOCAL_STANDINS = {
-    "169.254.169.254": "127.169.254.254",  # IMDS
-    "169.254.170.23": "127.169.170.23",  # EKS Pod Identity agent
-    "169.254.170.2": "127.169.170.2",  # ECS container credentials
-}
-_REGION = r"(?:us|eu|ap|sa|ca|me|af|il|mx|cn)(?:-gov|-iso[a-z]*)?-[a-z]+-\d"
-_AWS_NAME = re.compile(
-    rf"^(?:[a-z0-9-]+\.{_REGION}|\d{{12}}\.ddb\.{_REGION}|sts|iam)\.amazonaws\.com(?:\.cn)?$"
-)
-
-
-def is_aws_host(host: str) -> bool:
-    """A real AWS endpoint name a DNS lookup would find (`sts.us-east-1.amazonaws.com`, account
-    DynamoDB hosts, global STS); a typo such as `sts.us-east1.amazonaws.com` is not one."""
-    return bool(_AWS_NAME.match(host.lower()))
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    address: str
-    port: int
-
-
-@dataclass(frozen=True)
-class Upstreams:
-    """The loopback fakes that stand in for everything outside the pod."""
-
-    aws: Endpoint | None = None  # TLS, serves the real AWS host names
-    imds: Endpoint | None = None
-    pod_identity: Endpoint | None = None
-    serves: Callable[[str], bool] = is_aws_host  # which names "resolve" to the fake AWS
-    ca_bundle: str = ""  # what the fake AWS is signed by: stands in for the system roots
-
-    def for_ip(self, ip: str) -> Endpoint | None:
-        if ip == "169.254.169.254":
-            return self.imds
-        if ip in ("169.254.170.23", "169.254.170.2"):
-            return self.pod_identity
-        return None
 
 
 @dataclass(frozen=True)
@@ -162,9 +129,9 @@ def translate(view: PodView, ports: LabPorts, upstreams: Upstreams, istio_versio
     return EnvoyResources(
         node=_node(view, ports, istio_version),
         listeners=envoy_listeners,
-        clusters=_clusters(view, upstreams, notes),
-        routes=[_route_config(view, port, upstreams) for port in http_ports],
-        admin={"address": _address(ports.address, ports.admin)},
+        clusters=build_clusters(view, upstreams, notes),
+        routes=[route_config(view, port, upstreams) for port in http_ports],
+        admin={"address": socket_address(ports.address, ports.admin)},
         notes=notes,
     )
 
@@ -210,7 +177,7 @@ def _add_chains(entry: _Listener, svc: Service, port: ServicePort, cidr: str, vi
         for chain in _tls_chains(svc, port, cidr, entry.bind == "0.0.0.0" or bool(cidr), view):
             entry.add(chain)
     elif proto.is_tcp or proto is Protocol.UNSUPPORTED:
-        cluster = _cluster_name(port.number, svc.hostname)
+        cluster = cluster_name(port.number, svc.hostname)
         entry.add(_Chain([_tcp_proxy(cluster)], cidrs=(cidr,) if cidr else ()))
 
 
@@ -224,13 +191,13 @@ def _tls_chains(svc: Service, port: ServicePort, cidr: str, sni: bool, view: Pod
             for match in route.match:
                 if match.port not in (0, port.number) or (match.gateways and "mesh" not in match.gateways):
                     continue
-                clusters = [(_destination_cluster(d.destination, port.number, view), d.weight)
+                clusters = [(destination_cluster(d.destination, port.number, view), d.weight)
                             for d in route.route]
                 proxy = _tcp_proxy(clusters[0][0]) if len(clusters) == 1 else _weighted(clusters)
                 chains.append(_Chain([proxy], server_names=match.sni_hosts, cidrs=(cidr,) if cidr else ()))
     if chains:
         return chains
-    cluster = _cluster_name(port.number, svc.hostname)
+    cluster = cluster_name(port.number, svc.hostname)
     return [_Chain([_tcp_proxy(cluster)], server_names=(svc.hostname,) if sni else (),
                    cidrs=(cidr,) if cidr else ())]
 
@@ -279,11 +246,11 @@ def _listener(entry: _Listener, mode: Mode, ports: LabPorts) -> Json:
                           "filter_metadata": {LAB_METADATA: {"istio_address": f"{entry.bind}:{entry.port}"}}}}
     lab_port = {80: ports.http, 443: ports.tls}.get(entry.port) if entry.bind == "0.0.0.0" else None
     if lab_port:
-        listener["address"] = _address(ports.address, lab_port)
+        listener["address"] = socket_address(ports.address, lab_port)
         if entry.port == 80:
             listener["additional_addresses"] = _standin_addresses(lab_port)
     else:
-        listener["address"] = _address(entry.bind, entry.port)
+        listener["address"] = socket_address(entry.bind, entry.port)
         listener["bind_to_port"] = False
     filters = []
     if any(c.server_names for c in entry.chains):
@@ -306,14 +273,14 @@ def _listener(entry: _Listener, mode: Mode, ports: LabPorts) -> Json:
 def _virtual_outbound(mode: Mode, ports: LabPorts, present: set[tuple[str, int]]) -> Json:
     extra = []
     if ("0.0.0.0", 443) not in present:
-        extra.append({"address": _address(ports.address, ports.tls)})
+        extra.append({"address": socket_address(ports.address, ports.tls)})
     if ("0.0.0.0", 80) not in present:
-        extra += [{"address": _address(ports.address, ports.http)}, *_standin_addresses(ports.http)]
+        extra += [{"address": socket_address(ports.address, ports.http)}, *_standin_addresses(ports.http)]
     blackhole = _Chain([_tcp_proxy(BLACKHOLE)], name="virtualOutbound-blackhole").envoy()
     blackhole["filter_chain_match"] = {"destination_port": 15001}
     listener: Json = {
         "name": VIRTUAL_OUTBOUND,
-        "address": _address(ports.address, ports.catch_all),
+        "address": socket_address(ports.address, ports.catch_all),
         "traffic_direction": "OUTBOUND",
         "filter_chains": [blackhole, _Chain(_catch_all_filters(mode), name=CATCH_ALL_CHAIN).envoy()],
         "metadata": {"filter_metadata": {LAB_METADATA: {"istio_address": "0.0.0.0:15001",
@@ -330,11 +297,7 @@ def _listener_filter(name: str, type_suffix: str) -> Json:
 
 
 def _standin_addresses(port: int) -> list[Json]:
-    return [{"address": _address(ip, port)} for ip in LINK_LOCAL_STANDINS.values()]
-
-
-def _address(ip: str, port: int) -> Json:
-    return {"socket_address": {"address": ip, "port_value": port}}
+    return [{"address": socket_address(ip, port)} for ip in LINK_LOCAL_STANDINS.values()]
 
 
 def _cidr(value: str) -> Json:
@@ -357,207 +320,6 @@ def _access_log() -> Json:
     return {"name": "envoy.access_loggers.stdout", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
         "log_format": {"text_format_source": {"inline_string": _ACCESS_LOG_FORMAT}}}}
-
-
-# ---- routes --------------------------------------------------------------------------------------
-
-
-def _route_config(view: PodView, port: int, upstreams: Upstreams) -> Json:
-    vhosts: list[Json] = []
-    seen: set[str] = set()
-    for svc in view.services:
-        sp = svc.port(port)
-        if sp is None or not (sp.protocol.is_http or sp.protocol is Protocol.UNSUPPORTED):
-            continue
-        domains = [d for d in _domains(svc) if d not in seen]
-        seen.update(domains)
-        if domains:
-            vhosts.append({"name": f"{svc.hostname}:{port}", "domains": domains,
-                           "include_request_attempt_count": True,
-                           "routes": _http_routes(svc.hostname, port, view)})
-    vhosts.sort(key=lambda v: v["name"])
-    vhosts.append(_catch_all_vhost(view.mode, upstreams))
-    return {"name": str(port), "virtual_hosts": vhosts, "validate_clusters": False,
-            "max_direct_response_body_size_bytes": 1048576, "ignore_port_in_host_matching": True}
-
-
-def _domains(svc: Service) -> list[str]:
-    """generateVirtualHostDomains: the host and each non-CIDR address (+ the lab stand-in)."""
-    domains = [svc.hostname]
-    for address in svc.addresses:
-        net = ipaddress.ip_network(address, strict=False)
-        if net.num_addresses == 1:
-            ip = str(net.network_address)
-            domains.append(ip)
-            if ip in LINK_LOCAL_STANDINS:
-                domains.append(LINK_LOCAL_STANDINS[ip])
-    return domains
-
-
-def _http_routes(hostname: str, port: int, view: PodView) -> list[Json]:
-    for vs in view.virtual_services:
-        if hostname in vs.hosts and vs.http:
-            routes = [r for route in vs.http for r in _vs_http_route(route, port, view)]
-            if routes:
-                return routes
-    return [_route("default", {"prefix": "/"}, _cluster_name(port, hostname))]
-
-
-def _vs_http_route(route: Any, port: int, view: PodView) -> list[Json]:
-    clusters = [(_destination_cluster(d.destination, port, view), d.weight) for d in route.route]
-    if not clusters:
-        return []
-    matches = [m for m in route.match if m.port in (0, port) and (not m.gateways or "mesh" in m.gateways)]
-    if route.match and not matches:
-        return []
-    out = []
-    for m in matches or [None]:
-        envoy_match = {"path": m.exact} if m and m.exact else {"prefix": (m.prefix if m else "") or "/"}
-        out.append(_route(route.name, envoy_match, clusters[0][0] if len(clusters) == 1 else clusters))
-    return out
-
-
-def _route(name: str, match: Json, cluster: str | list[tuple[str, int]]) -> Json:
-    action: Json = {"timeout": "0s", "max_grpc_timeout": "0s", "retry_policy": {
-        "retry_on": "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes",
-        "num_retries": 2, "retry_host_predicate": [{"name": "envoy.retry_host_predicates.previous_hosts",
-                                                    "typed_config": {"@type": "type.googleapis.com/envoy."
-                                                                     "extensions.retry.host.previous_hosts.v3."
-                                                                     "PreviousHostsPredicate"}}],
-        "host_selection_retry_max_attempts": "5", "retriable_status_codes": [503]}}
-    if isinstance(cluster, str):
-        action["cluster"] = cluster
-    else:
-        action["weighted_clusters"] = {"clusters": [{"name": n, "weight": w or 1} for n, w in cluster]}
-    return {"name": name, "match": match, "route": action, "decorator": {"operation": f"{name}/*"}}
-
-
-def _catch_all_vhost(mode: Mode, upstreams: Upstreams) -> Json:
-    if mode is Mode.REGISTRY_ONLY:
-        return {"name": BLOCK_ALL, "domains": ["*"], "include_request_attempt_count": True,
-                "routes": [{"name": BLOCK_ALL, "match": {"prefix": "/"}, "direct_response": {"status": 502}}]}
-    routes = []
-    for ip, standin in LINK_LOCAL_STANDINS.items():
-        if upstreams.for_ip(ip) is not None:
-            authority = rf"^({re.escape(ip)}|{re.escape(standin)})(:\d+)?$"
-            routes.append({"name": ALLOW_ANY, "match": {"prefix": "/", "headers": [
-                {"name": ":authority", "string_match": {"safe_regex": {"regex": authority}}}]},
-                "route": {"cluster": _lab_passthrough(ip), "timeout": "0s", "max_grpc_timeout": "0s"}})
-    routes.append({"name": ALLOW_ANY, "match": {"prefix": "/"},
-                   "route": {"cluster": PASSTHROUGH, "timeout": "0s", "max_grpc_timeout": "0s"}})
-    return {"name": ALLOW_ANY, "domains": ["*"], "routes": routes, "include_request_attempt_count": True}
-
-
-# ---- clusters ------------------------------------------------------------------------------------
-
-
-def _cluster_name(port: int, host: str, subset: str = "") -> str:
-    return f"outbound|{port}|{subset}|{host}"
-
-
-def _destination_cluster(dest: Any, listener_port: int, view: PodView) -> str:
-    """GetDestinationCluster: the destination's port, else the service's only port, else ours."""
-    port = dest.port
-    svc = view.service(dest.host)
-    if not port:
-        port = svc.ports[0].number if svc and len(svc.ports) == 1 else listener_port
-    return _cluster_name(port, dest.host, dest.subset)
-
-
-def _lab_passthrough(ip: str) -> str:
-    return f"lab|passthrough|{ip}"
-
-
-def _clusters(view: PodView, upstreams: Upstreams, notes: list[str]) -> list[Json]:
-    clusters = [
-        {"name": BLACKHOLE, "type": "STATIC", "connect_timeout": CONNECT_TIMEOUT},
-        _static_cluster(PASSTHROUGH, [upstreams.aws] if upstreams.aws else [], "ORIGINAL_DST"),
-    ]
-    for ip in LINK_LOCAL_STANDINS:
-        if (target := upstreams.for_ip(ip)) is not None and view.mode is Mode.ALLOW_ANY:
-            clusters.append(_static_cluster(_lab_passthrough(ip), [target], "ORIGINAL_DST"))
-    for svc in view.services:
-        rule = view.destination_rule(svc.hostname)
-        for port in svc.ports:
-            subsets = [("", rule.tls if rule else None)]
-            subsets += [(s.name, s.tls or rule.tls) for s in rule.subsets] if rule else []
-            for subset, tls in subsets:
-                cluster = _service_cluster(svc, port, subset, upstreams, notes)
-                if tls is not None and tls.mode == "SIMPLE":
-                    cluster["transport_socket"] = _upstream_tls(tls.sni or svc.hostname, upstreams.ca_bundle)
-                clusters.append(cluster)
-    return clusters
-
-
-def _service_cluster(svc: Service, port: ServicePort, subset: str, upstreams: Upstreams,
-                     notes: list[str]) -> Json:
-    name = _cluster_name(port.number, svc.hostname, subset)
-    targets = _targets(svc, port, upstreams)
-    metadata = {"istio": {"services": [{"host": svc.hostname, "name": svc.hostname,
-                                        "namespace": svc.namespace}]}}
-    if svc.resolution in (Resolution.DNS, Resolution.DNS_ROUND_ROBIN):
-        kind = "STRICT_DNS" if svc.resolution is Resolution.DNS or len(targets) != 1 else "LOGICAL_DNS"
-        if not targets:
-            notes.append(f"{name}: no endpoint the lab can reach; the cluster stays empty (DNS failure)")
-        cluster = {"name": name, "type": kind, "connect_timeout": CONNECT_TIMEOUT, "lb_policy": "ROUND_ROBIN",
-                   "dns_lookup_family": "V4_ONLY", "respect_dns_ttl": True,
-                   "load_assignment": _load_assignment(name, targets)}
-    else:
-        istio_type = "ORIGINAL_DST" if svc.resolution is Resolution.NONE else "EDS"
-        cluster = _static_cluster(name, targets, istio_type)
-    cluster.setdefault("metadata", {}).setdefault("filter_metadata", {}).update(metadata)
-    return cluster
-
-
-def _targets(svc: Service, port: ServicePort, upstreams: Upstreams) -> list[Endpoint]:
-    """Where the lab sends what istiod would send to the service's endpoints or original dst."""
-    original_dst = svc.resolution is Resolution.NONE
-    if original_dst or (not svc.entry.endpoints and svc.resolution is not Resolution.STATIC):
-        for address in svc.addresses:
-            if target := upstreams.for_ip(address.split("/")[0]):
-                return [target]
-        # NONE forwards to whatever the app dialled: for a wildcard under amazonaws.com, AWS.
-        wildcard_aws = original_dst and svc.hostname.startswith("*.") and ".amazonaws.com" in svc.hostname
-        served = upstreams.serves(svc.hostname) or wildcard_aws
-        return [upstreams.aws] if served and upstreams.aws else []
-    out: list[Endpoint] = []
-    for ep in svc.entry.endpoints:
-        number = ep.ports.get(port.name, port.target_port or port.number)
-        out += _endpoint_target(ep.address, number, svc, upstreams)
-    return out
-
-
-def _endpoint_target(address: str, port: int, svc: Service, upstreams: Upstreams) -> list[Endpoint]:
-    if target := upstreams.for_ip(address):
-        return [target]
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return [upstreams.aws] if upstreams.aws and upstreams.serves(address) else []
-    if ip.is_loopback:
-        return [Endpoint(address, port)]
-    return [upstreams.aws] if upstreams.aws and upstreams.serves(svc.hostname) else []
-
-
-def _static_cluster(name: str, targets: list[Endpoint], istio_type: str) -> Json:
-    return {"name": name, "type": "STATIC", "connect_timeout": CONNECT_TIMEOUT, "lb_policy": "ROUND_ROBIN",
-            "load_assignment": _load_assignment(name, targets),
-            "metadata": {"filter_metadata": {LAB_METADATA: {"istio_type": istio_type}}}}
-
-
-def _load_assignment(name: str, targets: list[Endpoint]) -> Json:
-    endpoints = [{"endpoint": {"address": _address(t.address, t.port)}} for t in dict.fromkeys(targets)]
-    return {"cluster_name": name, "endpoints": [{"lb_endpoints": endpoints}] if endpoints else []}
-
-
-def _upstream_tls(sni: str, ca_bundle: str) -> Json:
-    context: Json = {"@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
-                              "UpstreamTlsContext", "sni": sni}
-    if ca_bundle:
-        context["common_tls_context"] = {"validation_context": {"trusted_ca": {"filename": ca_bundle}}}
-    return {"name": "envoy.transport_sockets.tls", "typed_config": context}
-
-
 def _node(view: PodView, ports: LabPorts, istio_version: str) -> Json:
     ns = view.namespace
     return {

@@ -41,7 +41,6 @@ from egress_doctor.mesh.istio import (
     MeshConfig,
     VirtualService,
     of_kind,
-    parse_object,
 )
 from egress_doctor.mesh.kube_client import (
     ClusterConfigError,
@@ -54,6 +53,7 @@ from egress_doctor.mesh.kube_client import (
     in_cluster_connection,
     kubeconfig_connection,
 )
+from egress_doctor.mesh.parse import parse_object
 from egress_doctor.mesh.view import GatewayInfo, MeshView, gateway_info, host_matches
 
 __all__ = ["ClusterConfigError", "ClusterOptions", "ClusterRead", "Problem", "ReadError", "connect",
@@ -326,7 +326,7 @@ class _Reader:
                 self.manifests[parsed.meta.ref] = item
 
     def _parse(self, plural: str, item: dict[str, Any]) -> IstioObject | None:
-        """The object through `mesh.istio`'s parser; one it refuses is recorded and left out."""
+        """The object through `mesh.parse`'s parser; one it refuses is recorded and left out."""
         meta = item.get("metadata") or {}
         where = f"cluster:{plural}/{meta.get('namespace', '')}/{meta.get('name', '')}"
         try:

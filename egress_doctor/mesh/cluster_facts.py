@@ -1,7 +1,7 @@
 """Facts from two Kubernetes objects the cluster reader fetches: the pod and the mesh ConfigMap.
 
 Pure functions from the API server's JSON to typed values; no I/O. The Istio networking objects
-themselves are parsed by `mesh.istio`, never here.
+themselves are parsed by `mesh.parse`, never here.
 
 Pod (istio/api annotation/annotations.yaml, injection-template.yaml):
 - outbound capture annotations `traffic.sidecar.istio.io/*`, baked into iptables at pod start;

@@ -27,9 +27,9 @@ from egress_doctor.mesh.istio import (
     Resolution,
     ServiceEntry,
     Sidecar,
-    parse_object,
 )
 from egress_doctor.mesh.manifest import Json, Op, apply_patch, base_manifest, patch_command
+from egress_doctor.mesh.parse import parse_object
 from egress_doctor.mesh.validation import errors, validate
 from egress_doctor.model import Fix
 

@@ -21,7 +21,8 @@ from typing import Any
 import yaml
 
 from egress_doctor.mesh.cluster_facts import parse_mesh_config
-from egress_doctor.mesh.istio import GROUP, KINDS, IstioObject, IstioParseError, MeshConfig, parse_object
+from egress_doctor.mesh.istio import GROUP, KINDS, IstioObject, IstioParseError, MeshConfig
+from egress_doctor.mesh.parse import parse_object
 from egress_doctor.mesh.view import GatewayInfo, MeshView, gateway_info
 from egress_doctor.mesh.yaml_load import load_all
 

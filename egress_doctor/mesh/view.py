@@ -6,7 +6,7 @@ Two sources fill it, and the diagnosis reads it without caring which:
   (`mesh.sidecar.read_sidecar`): version, readiness, the effective outbound mode, clusters with
   their endpoints, SNI filter chains and HTTP virtual hosts.
 * `MeshView.objects` / `.mesh` / pod facts: *why* it has it — the Istio objects (from the
-  Kubernetes API, `mesh.cluster`, or from files, `analyze -f`), parsed by `mesh.istio`.
+  Kubernetes API, `mesh.cluster`, or from files, `analyze -f`), parsed by `mesh.parse` into `mesh.istio`'s model.
 
 Every field is optional in spirit: a view with `sidecar=None` (no admin port) or `objects=None`
 (no cluster access) still feeds the rules that can use what is there. Nothing here does I/O.

@@ -1,0 +1,52 @@
+"""The loopback fakes that stand in for everything outside the pod, and which names they serve.
+
+The lab's Envoy config (`lab.translate`, `lab.routes`, `lab.clusters`) sends every upstream to one
+of these; nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+# Link-local addresses never go on the wire: each has a loopback stand-in the lab binds instead.
+LINK_LOCAL_STANDINS = {
+    "169.254.169.254": "127.169.254.254",  # IMDS
+    "169.254.170.23": "127.169.170.23",  # EKS Pod Identity agent
+    "169.254.170.2": "127.169.170.2",  # ECS container credentials
+}
+_REGION = r"(?:us|eu|ap|sa|ca|me|af|il|mx|cn)(?:-gov|-iso[a-z]*)?-[a-z]+-\d"
+_AWS_NAME = re.compile(
+    rf"^(?:[a-z0-9-]+\.{_REGION}|\d{{12}}\.ddb\.{_REGION}|sts|iam)\.amazonaws\.com(?:\.cn)?$"
+)
+
+
+def is_aws_host(host: str) -> bool:
+    """A real AWS endpoint name a DNS lookup would find (`sts.us-east-1.amazonaws.com`, account
+    DynamoDB hosts, global STS); a typo such as `sts.us-east1.amazonaws.com` is not one."""
+    return bool(_AWS_NAME.match(host.lower()))
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    address: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Upstreams:
+    """The loopback fakes that stand in for everything outside the pod."""
+
+    aws: Endpoint | None = None  # TLS, serves the real AWS host names
+    imds: Endpoint | None = None
+    pod_identity: Endpoint | None = None
+    serves: Callable[[str], bool] = is_aws_host  # which names "resolve" to the fake AWS
+    ca_bundle: str = ""  # what the fake AWS is signed by: stands in for the system roots
+
+    def for_ip(self, ip: str) -> Endpoint | None:
+        if ip == "169.254.169.254":
+            return self.imds
+        if ip in ("169.254.170.23", "169.254.170.2"):
+            return self.pod_identity
+        return None

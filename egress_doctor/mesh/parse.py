@@ -1,0 +1,341 @@
+"""Parse Istio YAML, or documents already loaded, into the typed model of `mesh.istio`.
+
+    objects, ignored = load_files(["deploy/"], namespace="app")
+
+Parsing only checks shape (what the CRD schema would reject) and raises `IstioParseError` naming
+the source and the field; unknown fields are ignored, as Istio's CRDs preserve them. Documents of
+other kinds come back as `Ignored`. `yaml` is imported when YAML is read, not when this module is:
+`egress-doctor --help` must stay light.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from egress_doctor.mesh.istio import (
+    API_VERSIONS,
+    GROUP,
+    KINDS,
+    ClientTls,
+    Destination,
+    DestinationRule,
+    EgressListener,
+    HttpMatch,
+    HttpRoute,
+    Ignored,
+    IstioObject,
+    IstioParseError,
+    Location,
+    Meta,
+    Mode,
+    Resolution,
+    RouteDestination,
+    ServiceEntry,
+    ServicePort,
+    Sidecar,
+    SidecarPort,
+    Subset,
+    TlsMatch,
+    TlsRoute,
+    VirtualService,
+    WorkloadEntry,
+)
+
+
+def load_files(paths: Iterable[str | Path], namespace: str) -> tuple[list[IstioObject], list[Ignored]]:
+    """Parse every YAML file (multi-document, `kind: List` too); directories are read *.yaml/*.yml."""
+    objects: list[IstioObject] = []
+    ignored: list[Ignored] = []
+    for path in _expand(paths):
+        got, skipped = parse_yaml(path.read_text(encoding="utf-8"), namespace, source=str(path))
+        objects += got
+        ignored += skipped
+    return objects, ignored
+
+
+def _expand(paths: Iterable[str | Path]) -> Iterator[Path]:
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            yield from sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
+        else:
+            yield path
+
+
+def parse_yaml(text: str, namespace: str, source: str = "<yaml>") -> tuple[list[IstioObject], list[Ignored]]:
+    try:
+        import yaml  # here, not at import time: `egress-doctor --help` must stay light
+
+        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        raise IstioParseError(f"not valid YAML: {exc}", source) from exc
+    return parse_documents(documents, namespace, source)
+
+
+def parse_documents(
+    documents: Sequence[Any], namespace: str, source: str = "<objects>"
+) -> tuple[list[IstioObject], list[Ignored]]:
+    objects: list[IstioObject] = []
+    ignored: list[Ignored] = []
+    for index, doc in enumerate(_flatten(documents)):
+        where = f"{source}#{index}"
+        parsed = parse_object(doc, namespace, where)
+        if isinstance(parsed, Ignored):
+            ignored.append(parsed)
+        else:
+            objects.append(parsed)
+    return objects, ignored
+
+
+def _flatten(documents: Sequence[Any]) -> Iterator[Any]:
+    for doc in documents:
+        if isinstance(doc, dict) and doc.get("kind") == "List" and isinstance(doc.get("items"), list):
+            yield from doc["items"]
+        else:
+            yield doc
+
+
+def parse_object(doc: Any, namespace: str, source: str = "") -> IstioObject | Ignored:
+    """One Kubernetes object; `namespace` is used when metadata.namespace is absent."""
+    if not isinstance(doc, dict):
+        raise IstioParseError("a document must be a mapping", source)
+    kind = str(doc.get("kind", ""))
+    api_version = str(doc.get("apiVersion", ""))
+    group, _, version = api_version.partition("/")
+    if group != GROUP or kind not in KINDS:
+        return Ignored(source, kind or "?", f"not an egress kind ({api_version or 'no apiVersion'} {kind})")
+    if version not in API_VERSIONS:
+        raise IstioParseError(f"unknown version {api_version} for {kind}", source)
+    meta = _meta(doc, kind, api_version, namespace, source)
+    spec = _mapping(doc.get("spec", {}), "spec", source)
+    builder = _BUILDERS[kind]
+    return builder(meta, _Spec(spec, source))
+
+
+def _meta(doc: dict[str, Any], kind: str, api_version: str, namespace: str, source: str) -> Meta:
+    metadata = _mapping(doc.get("metadata", {}), "metadata", source)
+    name = metadata.get("name")
+    if not isinstance(name, str) or not name:
+        raise IstioParseError(f"{kind} without metadata.name", source)
+    return Meta(
+        kind=kind,
+        name=name,
+        namespace=str(metadata.get("namespace") or namespace),
+        api_version=api_version,
+        labels={str(k): str(v) for k, v in (metadata.get("labels") or {}).items()},
+        source=source,
+    )
+
+
+def _mapping(value: Any, path: str, source: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise IstioParseError(f"{path}: must be an object", source)
+    return value
+
+
+class _Spec:
+    """Typed reads from a spec mapping, with CRD-like errors that name the field."""
+
+    def __init__(self, data: dict[str, Any], source: str, path: str = "spec") -> None:
+        self.data = data
+        self.source = source
+        self.path = path
+
+    def fail(self, field_name: str, message: str) -> IstioParseError:
+        return IstioParseError(f"{self.path}.{field_name}: {message}", self.source)
+
+    def child(self, field_name: str, value: Any) -> _Spec:
+        return _Spec(_mapping(value, f"{self.path}.{field_name}", self.source), self.source,
+                     f"{self.path}.{field_name}")
+
+    def strings(self, name: str) -> tuple[str, ...]:
+        value = self.data.get(name) or []
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.fail(name, "must be a list of strings")
+        return tuple(value)
+
+    def string(self, name: str, default: str = "") -> str:
+        value = self.data.get(name, default)
+        if value is None:
+            return default
+        if not isinstance(value, str):
+            raise self.fail(name, "must be a string")
+        return value
+
+    def integer(self, name: str, default: int = 0) -> int:
+        value = self.data.get(name, default)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(name, "must be an integer")
+        return value
+
+    def items(self, name: str) -> list[_Spec]:
+        value = self.data.get(name) or []
+        if not isinstance(value, list):
+            raise self.fail(name, "must be a list")
+        return [self.child(f"{name}[{i}]", item) for i, item in enumerate(value)]
+
+    def labels(self, name: str) -> dict[str, str] | None:
+        """A string map; None when the field is absent."""
+        value = self.data.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise self.fail(name, "must be an object")
+        return {str(k): str(v) for k, v in value.items()}
+
+    def selector(self, name: str) -> dict[str, str] | None:
+        """`workloadSelector: {labels: ...}`; {} when present without labels, None when absent."""
+        if self.data.get(name) is None:
+            return None
+        return self.child(name, self.data[name]).labels("labels") or {}
+
+    def enum(self, name: str, values: type[enum.StrEnum], default: enum.StrEnum) -> Any:
+        raw = self.string(name, default.value)
+        try:
+            return values(raw)
+        except ValueError:
+            allowed = ", ".join(v.value for v in values)
+            raise self.fail(name, f'Unsupported value: "{raw}": supported values: {allowed}') from None
+
+
+def _service_entry(meta: Meta, spec: _Spec) -> ServiceEntry:
+    return ServiceEntry(
+        meta=meta,
+        hosts=spec.strings("hosts"),
+        addresses=spec.strings("addresses"),
+        ports=tuple(_service_port(p) for p in spec.items("ports")),
+        location=spec.enum("location", Location, Location.MESH_EXTERNAL),
+        resolution=spec.enum("resolution", Resolution, Resolution.NONE),
+        endpoints=tuple(_workload_entry(e) for e in spec.items("endpoints")),
+        export_to=spec.strings("exportTo"),
+        workload_selector=spec.selector("workloadSelector"),
+    )
+
+
+def _service_port(spec: _Spec) -> ServicePort:
+    return ServicePort(
+        number=spec.integer("number"),
+        name=spec.string("name"),
+        protocol_name=spec.string("protocol"),
+        target_port=spec.integer("targetPort"),
+    )
+
+
+def _workload_entry(spec: _Spec) -> WorkloadEntry:
+    ports = spec.data.get("ports") or {}
+    if not isinstance(ports, dict):
+        raise spec.fail("ports", "must be a map of port name to number")
+    return WorkloadEntry(
+        address=spec.string("address"),
+        ports={str(k): int(v) for k, v in ports.items()},
+        labels=spec.labels("labels") or {},
+        network=spec.string("network"),
+    )
+
+
+def _sidecar(meta: Meta, spec: _Spec) -> Sidecar:
+    policy: Mode | None = None
+    if "outboundTrafficPolicy" in spec.data:
+        policy_spec = spec.child("outboundTrafficPolicy", spec.data["outboundTrafficPolicy"])
+        policy = policy_spec.enum("mode", Mode, Mode.REGISTRY_ONLY)
+    return Sidecar(
+        meta=meta,
+        egress=tuple(_egress_listener(e) for e in spec.items("egress")),
+        workload_selector=spec.selector("workloadSelector"),
+        outbound_traffic_policy=policy,
+        has_ingress=bool(spec.data.get("ingress")),
+    )
+
+
+def _egress_listener(spec: _Spec) -> EgressListener:
+    port = None
+    if spec.data.get("port") is not None:
+        p = spec.child("port", spec.data["port"])
+        port = SidecarPort(number=p.integer("number"), protocol_name=p.string("protocol"),
+                           name=p.string("name"))
+    return EgressListener(hosts=spec.strings("hosts"), port=port, bind=spec.string("bind"))
+
+
+def _client_tls(spec: _Spec, name: str = "tls") -> ClientTls | None:
+    if spec.data.get(name) is None:
+        return None
+    tls = spec.child(name, spec.data[name])
+    return ClientTls(
+        mode=tls.string("mode", "DISABLE") or "DISABLE",
+        sni=tls.string("sni"),
+        ca_certificates=tls.string("caCertificates"),
+    )
+
+
+def _destination_rule(meta: Meta, spec: _Spec) -> DestinationRule:
+    policy = spec.child("trafficPolicy", spec.data.get("trafficPolicy"))
+    subsets = []
+    for sub in spec.items("subsets"):
+        sub_policy = sub.child("trafficPolicy", sub.data.get("trafficPolicy"))
+        subsets.append(Subset(name=sub.string("name"), labels=sub.labels("labels") or {},
+                              tls=_client_tls(sub_policy)))
+    return DestinationRule(
+        meta=meta,
+        host=spec.string("host"),
+        tls=_client_tls(policy),
+        subsets=tuple(subsets),
+        export_to=spec.strings("exportTo"),
+        workload_selector=spec.selector("workloadSelector"),
+    )
+
+
+def _route_destinations(spec: _Spec) -> tuple[RouteDestination, ...]:
+    out = []
+    for item in spec.items("route"):
+        dest = item.child("destination", item.data.get("destination"))
+        port = dest.child("port", dest.data.get("port"))
+        out.append(RouteDestination(
+            destination=Destination(host=dest.string("host"), subset=dest.string("subset"),
+                                    port=port.integer("number")),
+            weight=item.integer("weight"),
+        ))
+    return tuple(out)
+
+
+def _tls_route(spec: _Spec) -> TlsRoute:
+    matches = tuple(
+        TlsMatch(sni_hosts=m.strings("sniHosts"), port=m.integer("port"), gateways=m.strings("gateways"))
+        for m in spec.items("match")
+    )
+    return TlsRoute(match=matches, route=_route_destinations(spec))
+
+
+def _http_route(spec: _Spec) -> HttpRoute:
+    matches = []
+    for m in spec.items("match"):
+        uri = m.child("uri", m.data.get("uri"))
+        matches.append(HttpMatch(prefix=uri.string("prefix"), exact=uri.string("exact"),
+                                 port=m.integer("port"), gateways=m.strings("gateways")))
+    return HttpRoute(match=tuple(matches), route=_route_destinations(spec), name=spec.string("name"))
+
+
+def _virtual_service(meta: Meta, spec: _Spec) -> VirtualService:
+    return VirtualService(
+        meta=meta,
+        hosts=spec.strings("hosts"),
+        gateways=spec.strings("gateways"),
+        http=tuple(_http_route(r) for r in spec.items("http")),
+        tls=tuple(_tls_route(r) for r in spec.items("tls")),
+        export_to=spec.strings("exportTo"),
+        has_tcp=bool(spec.data.get("tcp")),
+    )
+
+
+_BUILDERS: dict[str, Any] = {
+    "ServiceEntry": _service_entry,
+    "Sidecar": _sidecar,
+    "DestinationRule": _destination_rule,
+    "VirtualService": _virtual_service,
+}
