@@ -174,6 +174,18 @@ class HttpEvidence:
     duration_ms: float | None = None
 
 
+def is_envoy_local_reply(http: HttpEvidence | None) -> bool:
+    """Envoy generated the reply itself: `server: envoy` and no upstream was timed.
+
+    `server: envoy` alone proves nothing: the sidecar overwrites it on proxied replies too, but
+    those carry `x-envoy-upstream-service-time`.
+    """
+    if http is None or http.status is None:
+        return False
+    headers = http.headers
+    return headers.get("server", "").lower() == "envoy" and "x-envoy-upstream-service-time" not in headers
+
+
 @dataclass
 class AwsEvidence:
     service: str

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from egress_doctor.model import AwsEvidence, ErrorInfo, Evidence, HttpEvidence, Layer, Symptom
+from egress_doctor.model import AwsEvidence, ErrorInfo, Evidence, HttpEvidence, Layer, Symptom, is_envoy_local_reply
 from egress_doctor.net.classify import classify, error_info
 
 # Raised before any request leaves: the SDK could not build a signed call.
@@ -25,18 +25,6 @@ CREDENTIAL_STAGE_ERRORS = {
     "FileNotFoundError",
     "PermissionError",
 }
-
-
-def is_envoy_local_reply(http: HttpEvidence | None) -> bool:
-    """A reply Envoy generated itself: `server: envoy` and no upstream was timed.
-
-    `server: envoy` alone proves nothing: the sidecar overwrites it on proxied replies too, but
-    those carry `x-envoy-upstream-service-time`.
-    """
-    if http is None or http.status is None:
-        return False
-    headers = http.headers
-    return headers.get("server", "").lower() == "envoy" and "x-envoy-upstream-service-time" not in headers
 
 
 def has_request_id(http: HttpEvidence | None, response: dict[str, Any] | None = None) -> bool:

@@ -36,6 +36,7 @@ from egress_doctor.model import (
     RunFacts,
     Status,
     Symptom,
+    is_envoy_local_reply,
 )
 
 PROXY_UID = 1337  # istio-proxy's uid and gid: iptables RETURNs their traffic (never redirected)
@@ -168,18 +169,6 @@ RunRule = Callable[[RunContext], "list[Cause]"]
 
 
 # --- helpers shared by the rules ----------------------------------------------------------------
-
-
-def is_envoy_local_reply(http: HttpEvidence | None) -> bool:
-    """Envoy generated the reply itself: `server: envoy` and no upstream was timed.
-
-    `server: envoy` alone proves nothing: the sidecar overwrites it on proxied replies too, and
-    those carry `x-envoy-upstream-service-time`.
-    """
-    if http is None or http.status is None:
-        return False
-    headers = http.headers
-    return headers.get("server", "").lower() == "envoy" and "x-envoy-upstream-service-time" not in headers
 
 
 def empty_body(http: HttpEvidence | None) -> bool:
