@@ -209,7 +209,8 @@ def handle_config(args: argparse.Namespace, env: Any) -> int:
         lab = _start(args, env)
         try:
             assert lab.resources is not None
-            env.stdout.write(json.dumps(static_bootstrap(lab.resources), indent=2, sort_keys=True) + "\n")
+            bootstrap = json.dumps(static_bootstrap(lab.resources), indent=2, sort_keys=True)
+            env.stdout.write(redact_patterns(bootstrap + "\n"))
         finally:
             _close(lab)
     return 0
