@@ -140,8 +140,12 @@ def _fill_from_recorder(progress: CheckProgress, recorder: DialRecorder) -> None
         evidence.dns = last.dns
     if evidence.tcp is None and last.tcp:
         evidence.tcp = last.tcp[-1]
-    if progress.target is not None and progress.target.connect_to is None and last.connect_to:
-        progress.target = dataclasses.replace(progress.target, connect_to=last.connect_to)
+    target = progress.target
+    # A rule that keeps the address (the lab's loopback passthrough rules) is no detour worth showing.
+    if target is None or target.connect_to is not None:
+        return
+    if last.connect_to not in (None, f"{target.host}:{target.port}"):
+        progress.target = dataclasses.replace(target, connect_to=last.connect_to)
 
 
 def run_in_thread(fn: Callable[[], Any], name: str) -> threading.Thread:
