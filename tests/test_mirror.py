@@ -28,6 +28,7 @@ from tests.checkrun import (
     aws_world,
     run_cli,
 )
+from tests.procs import wait_for_exec
 from tests.test_secrets import moto_issued_secrets, spellings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,7 +45,9 @@ def world(monkeypatch, tmp_path):
 def start_app(tmp: Path, **aws: str) -> subprocess.Popen[bytes]:
     """A process that only sleeps, with the given environment: the app as /proc shows it."""
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp / "app-home"), **aws}
-    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env)
+    app = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env)
+    wait_for_exec(app.pid)
+    return app
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ import pytest
 from egress_doctor.mirror import applied, choose, mirrored
 from egress_doctor.procfs import UNREADABLE, ProcFs, choose_app_process, describe_read_error
 from egress_doctor.redact import MARK, Redactor
+from tests.procs import wait_for_exec
 
 WAIT = 30.0
 APP_PID, OUR_PID, SHELL_PID, PAUSE_PID = 4242, 100, 90, 1
@@ -47,6 +48,8 @@ def children() -> Iterator[dict[str, int]]:
             [sys.executable, "-c", sleep], env={**base, "AWS_ROLE_ARN": "arn:aws:iam::444455556666:role/app"}
         ),
     }
+    for process in started.values():
+        wait_for_exec(process.pid)
     yield {name: p.pid for name, p in started.items()}
     for process in started.values():
         process.kill()
