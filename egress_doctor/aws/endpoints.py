@@ -28,6 +28,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
+from egress_doctor.aws.predict import capture_before_send, url_of
+
 CREDENTIAL_MODES = ("irsa", "pod-identity", "imds", "env")
 SERVICES = ("sts", "dynamodb")
 ACCOUNT_MODES = ("preferred", "required", "disabled")
@@ -74,18 +76,6 @@ class EndpointOptions:
             raise ValueError(f"unknown service {sorted(unknown)[0]!r} (known: {', '.join(SERVICES)})")
 
 
-class _Captured(Exception):
-    """Raised by the before-send handler: the request was recorded and is not sent."""
-
-    def __init__(self, url: str) -> None:
-        super().__init__(url)
-        self.url = url
-
-
-def _capture(request: Any, **_: Any) -> None:
-    raise _Captured(request.url)
-
-
 def _session(options: EndpointOptions) -> Any:
     import botocore.session
 
@@ -101,16 +91,8 @@ def _session(options: EndpointOptions) -> Any:
         ("ignore_configured_endpoint_urls", True),
     ):
         session.set_config_variable(name, value)
-    session.register("before-send", _capture)
+    session.register("before-send", capture_before_send)
     return session
-
-
-def _url_of(client: Any, operation: str, params: dict[str, Any]) -> str:
-    try:
-        getattr(client, operation)(**params)
-    except _Captured as captured:
-        return captured.url
-    raise RuntimeError(f"botocore sent {operation} without calling before-send")  # pragma: no cover
 
 
 def _client(session: Any, service: str, options: EndpointOptions, account: str | None) -> Any:
@@ -140,7 +122,7 @@ def _credential_endpoints(options: EndpointOptions, session: Any) -> list[SdkEnd
         return [_endpoint(url, "pod-identity", "EKS Pod Identity agent (AWS_CONTAINER_CREDENTIALS_FULL_URI)")]
     if options.credentials == "irsa":
         sts = _client(session, "sts", options, None)
-        url = _url_of(sts, "assume_role_with_web_identity", {
+        url = url_of(sts, "assume_role_with_web_identity", {
             "RoleArn": f"arn:aws:iam::{options.account or _PLACEHOLDER_ACCOUNT}:role/app",
             "RoleSessionName": "egress-doctor", "WebIdentityToken": "offline-token"})
         return [_endpoint(url, "sts", "STS AssumeRoleWithWebIdentity (IRSA credentials)")]
@@ -158,19 +140,19 @@ def _account_of_run(options: EndpointOptions) -> str | None:
 
 
 def _dynamodb_endpoints(options: EndpointOptions, session: Any) -> list[SdkEndpoint]:
-    out = [_endpoint(_url_of(_client(session, "dynamodb", options, None), "list_tables", {"Limit": 1}),
+    out = [_endpoint(url_of(_client(session, "dynamodb", options, None), "list_tables", {"Limit": 1}),
                      "dynamodb", "DynamoDB regional endpoint (no account in the credentials, or mode disabled)")]
     account = _account_of_run(options)
     if account is None:
         return out
     client = _client(session, "dynamodb", options, account)
-    out.append(_endpoint(_url_of(client, "list_tables", {"Limit": 1}), "dynamodb",
+    out.append(_endpoint(url_of(client, "list_tables", {"Limit": 1}), "dynamodb",
                          f"DynamoDB account endpoint ({options.credentials} credentials carry the account)"))
     for table in options.tables:
         arn = _TABLE_ARN.match(table)
         if arn is None:
             continue
-        url = _url_of(client, "describe_table", {"TableName": table})
+        url = url_of(client, "describe_table", {"TableName": table})
         out.append(_endpoint(url, "dynamodb", f"DynamoDB DescribeTable {table}"))
     return out
 
@@ -189,7 +171,7 @@ def sdk_endpoints(options: EndpointOptions) -> list[SdkEndpoint]:
     session = _session(options)
     found = _credential_endpoints(options, session)
     if "sts" in options.services:
-        url = _url_of(_client(session, "sts", options, None), "get_caller_identity", {})
+        url = url_of(_client(session, "sts", options, None), "get_caller_identity", {})
         found.append(_endpoint(url, "sts", "STS GetCallerIdentity"))
     if "dynamodb" in options.services:
         found += _dynamodb_endpoints(options, session)

@@ -15,13 +15,26 @@ _PLACEHOLDER_SECRET = "predict-only-never-sent"
 
 
 class _Captured(Exception):
+    """Raised by the before-send handler: the request was recorded and is not sent."""
+
     def __init__(self, url: str) -> None:
         super().__init__(url)
         self.url = url
 
 
-def _capture(request: Any, **_: Any) -> None:
+def capture_before_send(request: Any, **_: Any) -> None:
+    """A `before-send` handler that stops the request and hands its final URL to `url_of`."""
     raise _Captured(request.url)
+
+
+def url_of(client: Any, method: str, params: dict[str, Any]) -> str:
+    """The URL botocore would send `client.<method>(**params)` to; `capture_before_send` must be
+    registered on the client or its session. Other errors (no region, bad params) propagate."""
+    try:
+        getattr(client, method)(**params)
+    except _Captured as captured:
+        return captured.url
+    raise RuntimeError(f"botocore sent {method} without calling before-send")
 
 
 def predict_url(
@@ -46,10 +59,7 @@ def predict_url(
             aws_account_id=account_id,
             config=Config(retries={"total_max_attempts": 1}),
         )
-        client.meta.events.register_first("before-send", _capture)
-        getattr(client, xform_name(operation))(**params)
-    except _Captured as captured:
-        return captured.url
+        client.meta.events.register_first("before-send", capture_before_send)
+        return url_of(client, xform_name(operation), params)
     except Exception:
         return None
-    return None
