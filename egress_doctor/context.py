@@ -45,6 +45,8 @@ class Environment:
     uid: int = field(default_factory=os.getuid)
     gid: int = field(default_factory=os.getgid)
     service_account_namespace_file: str = SERVICE_ACCOUNT_NAMESPACE
+    # Where the processes of the pod's other containers are listed (`check --mirror`).
+    proc_root: str = "/proc"
 
     def stdout_is_tty(self) -> bool:
         return hasattr(self.stdout, "isatty") and self.stdout.isatty()

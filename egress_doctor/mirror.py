@@ -24,9 +24,12 @@ contents, proxy passwords) is registered with the run's redactor as soon as it i
 anything is printed. Warnings name variables and paths, never values.
 
 Which process (`--mirror`, the default inside a pod when another container's processes are
-visible): among the processes of other containers (another mount namespace), never egress-doctor
-itself nor its ancestors, the lowest PID whose environment has AWS_* variables, else the lowest
-PID whose command is not a shell, an init wrapper or the pause container. `--mirror-pid` chooses.
+visible): the processes of other containers (another mount namespace) are grouped by container;
+containers holding only shells, init wrappers, pause or the sidecar (pilot-agent, envoy) are not
+apps. With exactly one app container, its lowest PID whose environment has AWS_* variables, else
+its lowest PID that is an app; never egress-doctor itself nor its ancestors. With several, nothing
+is guessed: they are named and `--mirror-pid` chooses (automatic mode warns and probes as this
+container; `--mirror` is a usage error).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from egress_doctor.context import Environment
-from egress_doctor.procfs import ProcessView, ProcFs, choose_app_process
+from egress_doctor.procfs import ProcessView, ProcFs, app_containers, choose_app_process
 from egress_doctor.redact import Redactor
 from egress_doctor.validate import UsageError
 
@@ -223,7 +226,13 @@ def choose(mode: bool | None, pid: int | None, proc: ProcFs, own_environ: Mappin
     if mode is False or (mode is None and IN_A_POD not in own_environ):
         return MirrorChoice()
     others = proc.other_containers()
-    candidates = others or (proc.pids() if mode else [])
+    if others:
+        containers = app_containers(proc, others)
+        if len(containers) > 1:
+            return _ambiguous(mode, containers)
+        candidates = [view.pid for view in containers[0]] if containers else []
+    else:
+        candidates = proc.pids() if mode else []
     view = choose_app_process(proc, candidates)
     if view is None:
         return MirrorChoice(warnings=_nothing_visible(mode, own_environ))
@@ -239,6 +248,16 @@ def _given(proc: ProcFs, pid: int) -> MirrorChoice:
     if view.environ is None:
         return MirrorChoice(warnings=[_unreadable(view)])
     return MirrorChoice(view=view)
+
+
+def _ambiguous(mode: bool | None, containers: list[list[ProcessView]]) -> MirrorChoice:
+    """Several containers hold an app: guessing would probe as the wrong one. --mirror asked for
+    it, so that is a usage error; automatic mirroring warns and keeps this container's environment."""
+    named = "; ".join(", ".join(f"process {v.pid} ({v.command})" for v in group[:3]) for group in containers)
+    text = f"{len(containers)} app containers are visible ({named}): choose one with --mirror-pid PID"
+    if mode:
+        raise UsageError(f"--mirror: {text}")
+    return MirrorChoice(warnings=[f"--mirror: {text}; probing with this container's own environment"])
 
 
 def _unreadable(view: ProcessView) -> str:
@@ -286,5 +305,5 @@ def as_the_app(
         raise UsageError("--no-mirror and --mirror-pid contradict each other")
     if pid is not None and pid <= 0:
         raise UsageError(f"--mirror-pid: {pid} is not a process id")
-    with mirrored(mode, pid, env.environ, redactor) as (environ, warnings):
+    with mirrored(mode, pid, env.environ, redactor, ProcFs(env.proc_root)) as (environ, warnings):
         yield (env if environ is env.environ else dataclasses.replace(env, environ=environ)), warnings

@@ -133,6 +133,18 @@ class ProcFs:
                 found.append(pid)
         return found
 
+    def containers(self, pids: Iterable[int]) -> list[list[int]]:
+        """`pids` grouped by container (mount namespace), in order of each group's lowest PID.
+
+        Processes whose namespace may not be read form one group: nothing tells them apart.
+        """
+        groups: dict[str, list[int]] = {}
+        for pid in sorted(set(pids)):
+            namespace = self.mount_namespace(pid)
+            if namespace is not None:
+                groups.setdefault(namespace, []).append(pid)
+        return list(groups.values())
+
     def same_root(self, pid: int) -> bool:
         """Whether the process sees the same filesystem root as we do (then no path needs rewriting)."""
         try:
@@ -154,6 +166,19 @@ def describe_read_error(exc: OSError) -> str:
             "namespace (kubectl debug --target=<app container>)"
         )
     return f"{type(exc).__name__}: {exc.strerror or exc}"
+
+
+def app_containers(proc: ProcFs, candidates: Iterable[int]) -> list[list[ProcessView]]:
+    """The containers among `candidates` that hold an app: a process with AWS_* variables or one
+    that is not a shell, an init wrapper, pause or the sidecar (pilot-agent, envoy). Each group
+    keeps only those processes, lowest PID first; egress-doctor and its ancestors are left out."""
+    own = proc.own_tree()
+    found = []
+    for group in proc.containers(pid for pid in candidates if pid not in own):
+        views = [view for view in (proc.view(pid) for pid in group) if view.has_aws or view.is_app_like]
+        if views:
+            found.append(views)
+    return found
 
 
 def choose_app_process(proc: ProcFs, candidates: Iterable[int]) -> ProcessView | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -49,10 +50,18 @@ class CliResult:
         raise AssertionError(f"no check {check_id} in {[c['id'] for c in self.json()['checks']]}")
 
 
-def run_cli(*args: str, env: Mapping[str, str] | None = None) -> CliResult:
-    """Run the CLI in-process; `env` is the process environment it must see (already applied)."""
+# A /proc that lists no process: what `check` sees of other containers unless a test says
+# otherwise, so that no test depends on the processes of the machine it runs on.
+EMPTY_PROC = tempfile.mkdtemp(prefix="egress-doctor-empty-proc-")
+
+
+def run_cli(*args: str, env: Mapping[str, str] | None = None, proc_root: str = EMPTY_PROC) -> CliResult:
+    """Run the CLI in-process; `env` is the process environment it must see (already applied);
+    `proc_root` where it looks for the pod's other containers (`--mirror`)."""
     out, err = io.StringIO(), io.StringIO()
-    code = main(list(args), Environment(environ=os.environ if env is None else env, stdout=out, stderr=err))
+    environment = Environment(environ=os.environ if env is None else env, stdout=out, stderr=err,
+                              proc_root=proc_root)
+    code = main(list(args), environment)
     return CliResult(int(code), out.getvalue(), err.getvalue())
 
 

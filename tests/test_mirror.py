@@ -68,12 +68,12 @@ def irsa_app(world, tmp_path) -> Iterator[subprocess.Popen[bytes]]:
 
 
 def test_without_mirroring_the_tool_would_take_imds_not_the_apps_irsa(world, irsa_app):
-    result = run_cli("check", "-o", "json", "--no-mirror")
+    result = run_cli("check", "-o", "json", "--no-mirror", proc_root="/proc")
     assert result.json()["identity"]["source"] == "imds"
 
 
 def test_mirror_pid_reproduces_the_apps_irsa_path_up_to_assume_role_at_the_fake_sts(world, irsa_app):
-    result = run_cli("check", "-o", "json", "--mirror-pid", str(irsa_app.pid))
+    result = run_cli("check", "-o", "json", "--mirror-pid", str(irsa_app.pid), proc_root="/proc")
     assert result.code == 0, result.stdout + result.stderr
     doc = result.json()
     assert doc["identity"]["source"] == "irsa"
@@ -85,7 +85,8 @@ def test_mirror_pid_reproduces_the_apps_irsa_path_up_to_assume_role_at_the_fake_
 
 
 def test_mirror_says_which_process_it_probed_as(world, irsa_app):
-    warnings = run_cli("check", "-o", "json", "--mirror-pid", str(irsa_app.pid)).json()["warnings"]
+    result = run_cli("check", "-o", "json", "--mirror-pid", str(irsa_app.pid), proc_root="/proc")
+    warnings = result.json()["warnings"]
     said = " ".join(warnings)
     assert f"process {irsa_app.pid} (python" in said
     assert "AWS_ROLE_ARN" in said and "AWS_WEB_IDENTITY_TOKEN_FILE" in said
@@ -93,7 +94,7 @@ def test_mirror_says_which_process_it_probed_as(world, irsa_app):
 
 @pytest.mark.parametrize("output", ["table", "json", "yaml"])
 def test_the_mirrored_apps_token_and_issued_keys_never_appear_in_any_output(world, irsa_app, output):
-    result = run_cli("check", "-v", "-o", output, "--mirror-pid", str(irsa_app.pid))
+    result = run_cli("check", "-v", "-o", output, "--mirror-pid", str(irsa_app.pid), proc_root="/proc")
     assert result.code == 0, result.stdout + result.stderr
     text = result.stdout + result.stderr
     for secret in [WEB_IDENTITY_JWT, *moto_issued_secrets()]:
@@ -103,7 +104,7 @@ def test_the_mirrored_apps_token_and_issued_keys_never_appear_in_any_output(worl
 
 def test_the_tools_own_environment_is_back_after_a_mirrored_run(world, irsa_app):
     before = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
-    run_cli("check", "-o", "json", "--mirror-pid", str(irsa_app.pid))
+    run_cli("check", "-o", "json", "--mirror-pid", str(irsa_app.pid), proc_root="/proc")
     assert {k: v for k, v in os.environ.items() if k.startswith("AWS_")} == before
     assert "AWS_ROLE_ARN" not in os.environ
 
@@ -112,7 +113,7 @@ def test_a_pid_that_does_not_exist_gives_a_warning_and_the_run_goes_on_as_the_to
     gone = start_app(tmp_path, AWS_ROLE_ARN=ROLE_ARN)
     gone.kill()
     gone.wait(WAIT)
-    result = run_cli("check", "-o", "json", "--mirror-pid", str(gone.pid))
+    result = run_cli("check", "-o", "json", "--mirror-pid", str(gone.pid), proc_root="/proc")
     assert result.code == 0, result.stdout + result.stderr
     doc = result.json()
     assert doc["identity"]["source"] == "imds"
@@ -140,13 +141,13 @@ def test_a_pid_whose_environment_is_permission_denied_gives_a_warning_and_the_ru
 
 
 def test_no_mirror_together_with_mirror_pid_is_a_usage_error(world, irsa_app):
-    result = run_cli("check", "--no-mirror", "--mirror-pid", str(irsa_app.pid))
+    result = run_cli("check", "--no-mirror", "--mirror-pid", str(irsa_app.pid), proc_root="/proc")
     assert result.code == 2
     assert "--mirror-pid" in result.stderr
 
 
 def test_outside_a_pod_check_does_not_mirror_by_default(world, irsa_app):
-    result = run_cli("check", "-o", "json")
+    result = run_cli("check", "-o", "json", proc_root="/proc")
     doc = result.json()
     assert doc["identity"]["source"] == "imds"
     assert not any("--mirror" in w for w in doc["warnings"])
@@ -162,7 +163,7 @@ def test_mirroring_an_app_with_pod_identity_calls_its_agent_with_its_token_and_n
         AWS_CA_BUNDLE=os.environ["AWS_CA_BUNDLE"],
     )
     try:
-        result = run_cli("check", "-v", "-o", "json", "--mirror-pid", str(app.pid))
+        result = run_cli("check", "-v", "-o", "json", "--mirror-pid", str(app.pid), proc_root="/proc")
     finally:
         app.kill()
         app.wait(WAIT)
@@ -184,7 +185,8 @@ def test_mirroring_an_app_with_static_keys_names_them_but_never_prints_their_val
         AWS_CA_BUNDLE=os.environ["AWS_CA_BUNDLE"],
     )
     try:
-        results = [run_cli("check", "-v", "-o", output, "--mirror-pid", str(app.pid)) for output in ("table", "json")]
+        results = [run_cli("check", "-v", "-o", output, "--mirror-pid", str(app.pid), proc_root="/proc")
+                   for output in ("table", "json")]
     finally:
         app.kill()
         app.wait(WAIT)

@@ -19,6 +19,7 @@ import pytest
 from egress_doctor.mirror import applied, choose, mirrored
 from egress_doctor.procfs import UNREADABLE, ProcFs, choose_app_process, describe_read_error
 from egress_doctor.redact import MARK, Redactor
+from egress_doctor.validate import UsageError
 from tests.procs import wait_for_exec
 
 WAIT = 30.0
@@ -258,3 +259,38 @@ def test_the_sidecar_is_never_taken_for_the_app_when_the_pod_shares_its_process_
     fake_process(proc, 30, comm="node", argv=["node", "server.js"], environ={"HOME": "/"}, mnt=APP_MNT)
     chosen = choose_app_process(ProcFs(root=str(proc), self_pid=OUR_PID), [7, 20, 30])
     assert chosen is not None and chosen.pid == 30
+
+
+# -- several containers: never guess -------------------------------------------------------------
+
+
+def test_two_app_containers_are_named_and_nothing_is_mirrored_automatically(pod):
+    fake_process(Path(pod.root), 5150, comm="python", argv=["python", "worker.py"],
+                 environ={"AWS_REGION": "us-west-2"}, mnt="mnt:[4026533111]")
+    choice = choose(None, None, pod, IN_A_POD)
+    assert choice.view is None
+    [warning] = choice.warnings
+    assert f"process {APP_PID} (java)" in warning and "process 5150 (python)" in warning
+    assert "--mirror-pid" in warning
+
+
+def test_mirror_asked_for_with_two_app_containers_is_a_usage_error_naming_them(pod):
+    fake_process(Path(pod.root), 5150, comm="python", argv=["python", "worker.py"], environ={},
+                 mnt="mnt:[4026533111]")
+    with pytest.raises(UsageError, match=r"2 app containers are visible .*process 5150 \(python\)"):
+        choose(True, None, pod, IN_A_POD)
+
+
+def test_the_sidecar_container_and_pause_do_not_count_as_app_containers(pod):
+    for pid, comm in ((7, "pilot-agent"), (20, "envoy")):
+        fake_process(Path(pod.root), pid, comm=comm, argv=[f"/usr/local/bin/{comm}"], environ={},
+                     mnt="mnt:[4026533222]")
+    choice = choose(None, None, pod, IN_A_POD)
+    assert choice.view is not None and choice.view.pid == APP_PID
+
+
+def test_a_mirror_pid_in_one_of_several_app_containers_is_taken(pod):
+    fake_process(Path(pod.root), 5150, comm="python", argv=["python", "worker.py"], environ={},
+                 mnt="mnt:[4026533111]")
+    choice = choose(None, 5150, pod, IN_A_POD)
+    assert choice.view is not None and choice.view.pid == 5150
