@@ -15,8 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from egress_doctor.istio.objects import Mode
 from egress_doctor.lab.runner import Lab, LabConfig
-from egress_doctor.mesh.istio import Mode
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "egress_doctor" / "lab" / "scenarios"
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from egress_doctor.mesh.view import MeshView
+    from egress_doctor.sources.view import MeshView
 
 
 class Layer(enum.StrEnum):

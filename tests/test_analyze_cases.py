@@ -10,10 +10,10 @@ import pytest
 from egress_doctor.aws.endpoints import EndpointOptions, sdk_endpoints
 from egress_doctor.diagnose.engine import DiagnoseOptions
 from egress_doctor.diagnose.offline import Analysis, analyze
-from egress_doctor.mesh.files import read_yaml
-from egress_doctor.mesh.istio import MeshConfig, Mode
-from egress_doctor.mesh.view import MeshView
+from egress_doctor.istio.objects import MeshConfig, Mode
 from egress_doctor.model import Identity, Status
+from egress_doctor.sources.files import read_yaml
+from egress_doctor.sources.view import MeshView
 from tests.test_explain_table import GATEWAY_VS, IMDS_ENTRY, SIDECAR_LOCAL, se
 
 NS = "payments"

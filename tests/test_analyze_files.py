@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from egress_doctor.mesh.files import FilesError, read_files, read_yaml
-from egress_doctor.mesh.istio import Mode
-from egress_doctor.mesh.yaml_load import load_all
+from egress_doctor.istio.objects import Mode
+from egress_doctor.istio.yaml_load import load_all
+from egress_doctor.sources.files import FilesError, read_files, read_yaml
 
 SE = """apiVersion: networking.istio.io/v1
 kind: ServiceEntry

@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from egress_doctor.commands.demo import scenario_path
+from egress_doctor.istio.objects import Mode
 from egress_doctor.lab.runner import Lab, LabConfig
-from egress_doctor.mesh.istio import Mode
 from tests.checkrun import CliResult, run_cli
 
 pytestmark = pytest.mark.lab

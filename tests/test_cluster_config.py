@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from egress_doctor.mesh.cluster import ClusterConfigError, ClusterOptions, Problem, connect, read_cluster
+from egress_doctor.sources.kube import ClusterConfigError, ClusterOptions, Problem, connect, read_cluster
 from tests.kube_api import (
     NAMESPACE,
     POD,

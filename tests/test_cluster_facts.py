@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from egress_doctor.mesh.cluster_facts import mesh_config_from_configmap, parse_mesh_config, pod_facts
-from egress_doctor.mesh.istio import IstioParseError, Mode
+from egress_doctor.istio.objects import IstioParseError, Mode
+from egress_doctor.sources.kube_facts import mesh_config_from_configmap, parse_mesh_config, pod_facts
 from tests.kube_api import recorded
 
 

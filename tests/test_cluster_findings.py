@@ -13,9 +13,9 @@ import pytest
 from egress_doctor.commands.check import add_diagnosis
 from egress_doctor.diagnose import Diagnosis
 from egress_doctor.diagnose.cluster import cluster_findings
-from egress_doctor.mesh.cluster import ClusterRead, Problem, ReadError
-from egress_doctor.mesh.view import MeshView
 from egress_doctor.model import Report
+from egress_doctor.sources.kube import ClusterRead, Problem, ReadError
+from egress_doctor.sources.view import MeshView
 from tests.checkrun import CliResult, World, aws_world, run_cli
 from tests.kube_api import POD, FakeApiServer, cluster_routes, istio_path, status_answer, write_kubeconfig
 from tests.sockets import Pki, refused_port

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from egress_doctor.mesh.cluster import ClusterOptions, ClusterRead, Problem, read_cluster
+from egress_doctor.sources.kube import ClusterOptions, ClusterRead, Problem, read_cluster
 from tests.kube_api import NAMESPACE, POD, Answer, FakeApiServer, cluster_routes, istio_path, pod_path, write_kubeconfig
 from tests.sockets import Pki, refused_port
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from egress_doctor.mesh.cluster import ClusterOptions, read_cluster
+from egress_doctor.sources.kube import ClusterOptions, read_cluster
 from tests.kube_api import NAMESPACE, POD, FakeApiServer, cluster_routes, istio_path, status_answer, write_kubeconfig
 from tests.sockets import Pki
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from egress_doctor.mesh.cluster import ClusterOptions, ClusterRead, Problem, ReadError, read_cluster
-from egress_doctor.mesh.istio import DestinationRule, Mode, ServiceEntry, Sidecar, VirtualService, of_kind
+from egress_doctor.istio.objects import DestinationRule, Mode, ServiceEntry, Sidecar, VirtualService, of_kind
+from egress_doctor.sources.kube import ClusterOptions, ClusterRead, Problem, ReadError, read_cluster
 from tests.kube_api import (
     NAMESPACE,
     POD,

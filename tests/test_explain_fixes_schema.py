@@ -1,6 +1,6 @@
 """Every manifest the mesh explanations print (edited objects and the Gateway / DestinationRule they
 create) is accepted by Istio: the CRD schema made strict, the ServiceEntry CEL rules, and istiod's
-webhook rules (`mesh.validation`). The oracles are tests/test_fixes_schema.py's."""
+webhook rules (`istio.validation`). The oracles are tests/test_fixes_schema.py's."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from egress_doctor.mesh.istio import Ignored
-from egress_doctor.mesh.parse import parse_object
-from egress_doctor.mesh.validation import validate
+from egress_doctor.istio.objects import Ignored
+from egress_doctor.istio.parse import parse_object
+from egress_doctor.istio.validation import validate
 from tests import test_analyze_cases, test_explain_table
 from tests.test_fixes_schema import CEL, CRDS, schema_validator
 

@@ -23,14 +23,14 @@ from egress_doctor.cli import main
 from egress_doctor.commands.mesh_view import probed_hosts
 from egress_doctor.context import Environment
 from egress_doctor.diagnose import DiagnoseOptions, diagnose
+from egress_doctor.istio.objects import MeshConfig, Mode
 from egress_doctor.lab.runner import Lab, LabConfig
-from egress_doctor.mesh.files import read_files
-from egress_doctor.mesh.istio import MeshConfig, Mode
-from egress_doctor.mesh.sidecar import read_sidecar
-from egress_doctor.mesh.view import MeshView
 from egress_doctor.net.connect_to import parse_connect_to_env
 from egress_doctor.probes.check import CheckOptions, run_check
 from egress_doctor.redact import Redactor
+from egress_doctor.sources.envoy_admin import read_sidecar
+from egress_doctor.sources.files import read_files
+from egress_doctor.sources.view import MeshView
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "egress_doctor" / "lab" / "scenarios"
 ACCOUNT = "111122223333"

@@ -16,10 +16,10 @@ import pytest
 
 from egress_doctor.diagnose import diagnose
 from egress_doctor.diagnose.engine import Diagnosis
-from egress_doctor.mesh.files import read_yaml
-from egress_doctor.mesh.istio import MeshConfig, Mode
-from egress_doctor.mesh.view import ClusterInfo, MeshView, SidecarView, SniChain, VirtualHostInfo
+from egress_doctor.istio.objects import MeshConfig, Mode
 from egress_doctor.render.fix_yaml import render_fixes
+from egress_doctor.sources.files import read_yaml
+from egress_doctor.sources.view import ClusterInfo, MeshView, SidecarView, SniChain, VirtualHostInfo
 from tests.test_diagnose_evidence import (
     ARWWI,
     DDB_REGIONAL,

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from egress_doctor.mesh import edits
-from egress_doctor.mesh.aws_names import near_miss
-from egress_doctor.mesh.files import read_yaml
-from egress_doctor.mesh.fixes import is_ip
-from egress_doctor.mesh.istio import ServiceEntry, Sidecar
-from egress_doctor.mesh.manifest import apply_patch, patch_command, to_manifest
-from egress_doctor.mesh.parse import parse_object
-from egress_doctor.mesh.validation import validate
-from egress_doctor.mesh.view import host_matches
+from egress_doctor.aws.hosts import near_miss
+from egress_doctor.fixes import edits
+from egress_doctor.fixes.builders import is_ip
+from egress_doctor.fixes.manifest import apply_patch, patch_command, to_manifest
+from egress_doctor.istio.objects import ServiceEntry, Sidecar
+from egress_doctor.istio.parse import parse_object
+from egress_doctor.istio.validation import validate
+from egress_doctor.sources.files import read_yaml
+from egress_doctor.sources.view import host_matches
 
 SE_TEXT = """
 apiVersion: networking.istio.io/v1beta1

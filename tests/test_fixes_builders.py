@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from egress_doctor.mesh.fixes import (
+from egress_doctor.fixes.builders import (
     EgressNeed,
     FixOptions,
     build_fixes,

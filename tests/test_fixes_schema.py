@@ -5,7 +5,7 @@ Three oracles, because each misses what the others catch:
    prune (a typo) fails here;
 2. the CRD's CEL rules (`x-kubernetes-validations`), translated below; a test fails when the CRD
    gains a rule this file does not know;
-3. istiod's validating webhook (`egress_doctor.mesh.validation`), which rejects what the schema
+3. istiod's validating webhook (`egress_doctor.istio.validation`), which rejects what the schema
    accepts (an IP in hosts, a wildcard with resolution DNS).
 
 Tests read /work/shared/istio-crds; the product never does.
@@ -25,7 +25,7 @@ import jsonschema
 import pytest
 import yaml
 
-from egress_doctor.mesh.fixes import ISTIO_APIS, EgressNeed, FixOptions, build_fixes
+from egress_doctor.fixes.builders import ISTIO_APIS, EgressNeed, FixOptions, build_fixes
 
 CRDS = Path("/work/shared/istio-crds/crd-all.gen.yaml")
 
@@ -198,9 +198,9 @@ def test_generated_manifest_satisfies_every_cel_rule_of_the_crd(name: str, manif
 
 @pytest.mark.parametrize(("name", "manifest"), GENERATED, ids=IDS)
 def test_generated_manifest_passes_istiods_webhook_rules(name: str, manifest: dict) -> None:
-    validation = pytest.importorskip("egress_doctor.mesh.validation")
-    istio = pytest.importorskip("egress_doctor.mesh.istio")
-    parse = pytest.importorskip("egress_doctor.mesh.parse")
+    validation = pytest.importorskip("egress_doctor.istio.validation")
+    istio = pytest.importorskip("egress_doctor.istio.objects")
+    parse = pytest.importorskip("egress_doctor.istio.parse")
     obj = parse.parse_object(manifest, manifest["metadata"]["namespace"], name)
     assert isinstance(obj, istio.ServiceEntry), obj
     assert [str(m) for m in validation.validate(obj)] == []
@@ -227,8 +227,8 @@ def test_the_strict_schema_rejects_a_misspelt_field() -> None:
 
 def test_the_webhook_oracle_rejects_what_the_schema_lets_through() -> None:
     """Sanity of oracle 3: an IP host and a DNS wildcard pass the schema but not the webhook."""
-    validation = pytest.importorskip("egress_doctor.mesh.validation")
-    parse = pytest.importorskip("egress_doctor.mesh.parse")
+    validation = pytest.importorskip("egress_doctor.istio.validation")
+    parse = pytest.importorskip("egress_doctor.istio.parse")
     for spec in (
         {
             "hosts": ["169.254.169.254"],

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from egress_doctor.istio.objects import MeshConfig, Mode
+from egress_doctor.istio.parse import load_files
+from egress_doctor.istio.visibility import pod_view
 from egress_doctor.lab import envoy
 from egress_doctor.lab.envoy import EnvoyError, EnvoyProcess, static_bootstrap, validate, write_dynamic
 from egress_doctor.lab.runner import allocate_ports
 from egress_doctor.lab.translate import EnvoyResources, LabPorts, translate
 from egress_doctor.lab.upstreams import Endpoint, Upstreams
-from egress_doctor.mesh.istio import MeshConfig, Mode
-from egress_doctor.mesh.parse import load_files
-from egress_doctor.mesh.visibility import pod_view
 
 pytestmark = pytest.mark.lab
 

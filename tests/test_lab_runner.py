@@ -18,9 +18,9 @@ import pytest
 import urllib3
 from botocore.config import Config
 
+from egress_doctor.istio.objects import Mode
+from egress_doctor.istio.visibility import Reason
 from egress_doctor.lab.runner import Lab, LabConfig
-from egress_doctor.mesh.istio import Mode
-from egress_doctor.mesh.visibility import Reason
 from egress_doctor.net.connect_to import ConnectToMap, parse_connect_to_env
 from egress_doctor.net.dial import dial_scope
 

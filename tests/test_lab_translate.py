@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 import yaml
 
+from egress_doctor.istio.objects import MeshConfig, Mode
+from egress_doctor.istio.parse import load_files, parse_documents
+from egress_doctor.istio.visibility import pod_view
 from egress_doctor.lab.translate import EnvoyResources, LabPorts, translate
 from egress_doctor.lab.upstreams import Endpoint, Upstreams, is_aws_host
-from egress_doctor.mesh.istio import MeshConfig, Mode
-from egress_doctor.mesh.parse import load_files, parse_documents
-from egress_doctor.mesh.visibility import pod_view
 
 SCENARIOS = Path(__file__).parent.parent / "egress_doctor" / "lab" / "scenarios"
 PORTS = LabPorts(http=20080, tls=20443, catch_all=20001, admin=20000)

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 import yaml
 
+from egress_doctor.istio.objects import MeshConfig, Mode
+from egress_doctor.istio.parse import load_files
+from egress_doctor.istio.visibility import pod_view
 from egress_doctor.lab.translate import EnvoyResources, LabPorts, translate
 from egress_doctor.lab.upstreams import Endpoint, Upstreams
-from egress_doctor.mesh.istio import MeshConfig, Mode
-from egress_doctor.mesh.parse import load_files
-from egress_doctor.mesh.visibility import pod_view
 
 ROOT = Path(__file__).parent.parent
 SCENARIOS = ROOT / "egress_doctor" / "lab" / "scenarios"

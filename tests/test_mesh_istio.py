@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from egress_doctor.mesh.istio import (
+from egress_doctor.istio.objects import (
     DestinationRule,
     IstioParseError,
     Location,
@@ -17,7 +17,7 @@ from egress_doctor.mesh.istio import (
     Sidecar,
     VirtualService,
 )
-from egress_doctor.mesh.parse import load_files, parse_yaml
+from egress_doctor.istio.parse import load_files, parse_yaml
 
 SE = """
 apiVersion: networking.istio.io/{version}

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import yaml
 
-from egress_doctor.mesh.istio import IstioObject
-from egress_doctor.mesh.parse import parse_documents
-from egress_doctor.mesh.validation import (
+from egress_doctor.istio.objects import IstioObject
+from egress_doctor.istio.parse import parse_documents
+from egress_doctor.istio.validation import (
     Level,
     denial,
     fqdn_error,

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from egress_doctor.mesh.istio import IstioObject, MeshConfig, Mode
-from egress_doctor.mesh.parse import parse_documents
-from egress_doctor.mesh.visibility import (
+from egress_doctor.istio.objects import IstioObject, MeshConfig, Mode
+from egress_doctor.istio.parse import parse_documents
+from egress_doctor.istio.visibility import (
     Reason,
     egress_host_patterns,
     host_subset_of,

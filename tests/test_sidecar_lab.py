@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from egress_doctor.istio.objects import Mode
+from egress_doctor.istio.parse import load_files
 from egress_doctor.lab.runner import Lab, LabConfig, allocate_ports
-from egress_doctor.mesh.istio import Mode
-from egress_doctor.mesh.parse import load_files
-from egress_doctor.mesh.sidecar import read_sidecar
-from egress_doctor.mesh.view import SidecarView
+from egress_doctor.sources.envoy_admin import read_sidecar
+from egress_doctor.sources.view import SidecarView
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "egress_doctor" / "lab" / "scenarios"
 STS, STS_GLOBAL = "sts.us-east-1.amazonaws.com", "sts.amazonaws.com"

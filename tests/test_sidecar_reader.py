@@ -12,9 +12,15 @@ from typing import Any
 
 import pytest
 
-from egress_doctor.mesh.istio import Mode
-from egress_doctor.mesh.sidecar import decide_mode, istio_api_for, parse_clusters, parse_server_info, read_sidecar
-from egress_doctor.mesh.view import VirtualHostInfo
+from egress_doctor.istio.objects import Mode
+from egress_doctor.sources.envoy_admin import (
+    decide_mode,
+    istio_api_for,
+    parse_clusters,
+    parse_server_info,
+    read_sidecar,
+)
+from egress_doctor.sources.view import VirtualHostInfo
 
 SERVER_INFO = {"version": "abc/1.40.0/Clean/RELEASE/BoringSSL", "state": "LIVE",
                "node": {"metadata": {"ISTIO_VERSION": "1.21.2"}}}
@@ -155,7 +161,7 @@ def test_a_deadline_already_past_makes_no_call_at_all() -> None:
 
 
 def test_a_config_dump_larger_than_the_limit_is_reported_not_parsed(admin: Any, monkeypatch: Any) -> None:
-    import egress_doctor.mesh.sidecar as sidecar
+    import egress_doctor.sources.envoy_admin as sidecar
 
     monkeypatch.setattr(sidecar, "LARGE_BODY", 1 << 20)
     url = admin({"/server_info": body(json.dumps(SERVER_INFO).encode()),

@@ -92,9 +92,9 @@ def run_analyze_command(args: argparse.Namespace, env: Environment) -> int:
     from egress_doctor.aws.endpoints import EndpointOptions, sdk_endpoints
     from egress_doctor.diagnose.engine import DiagnoseOptions
     from egress_doctor.diagnose.offline import analyze
-    from egress_doctor.mesh.files import FilesError, read_files, to_view
-    from egress_doctor.mesh.istio import MeshConfig, Mode
+    from egress_doctor.istio.objects import MeshConfig, Mode
     from egress_doctor.redact import Redactor
+    from egress_doctor.sources.files import FilesError, read_files, to_view
 
     started = time.monotonic()
     region = _region(args, env)

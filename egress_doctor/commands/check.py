@@ -71,7 +71,7 @@ def add_diagnosis(report: Report, args: argparse.Namespace, cluster: Any = None)
     """`cluster`: the ClusterRead of this run, if the cluster was read (its errors become findings)."""
     from egress_doctor.commands.cluster import cluster_findings, sort_findings
     from egress_doctor.diagnose import DiagnoseOptions, diagnose
-    from egress_doctor.mesh.sidecar import istio_api_for
+    from egress_doctor.sources.envoy_admin import istio_api_for
 
     mesh = report.mesh
     sidecar = mesh.sidecar if mesh is not None else None

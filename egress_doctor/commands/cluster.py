@@ -8,7 +8,7 @@ Which cluster, if any (never a surprise):
 - else none: a laptop's current kubectl context is never read unless asked for.
 
 The read runs in a background thread from just before the probes; it has its own deadline
-(`mesh.cluster.DEFAULT_DEADLINE`), so a run waits for it at most that long after the probes.
+(`sources.kube.DEFAULT_DEADLINE`), so a run waits for it at most that long after the probes.
 VirtualServices and DestinationRules are then narrowed to the hosts the probes contacted.
 """
 
@@ -22,7 +22,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
 
 from egress_doctor.context import Environment
-from egress_doctor.mesh.cluster import (
+from egress_doctor.model import Finding, Report
+from egress_doctor.sources.kube import (
     ISTIO_NAMESPACE,
     ClusterConfigError,
     ClusterOptions,
@@ -33,8 +34,7 @@ from egress_doctor.mesh.cluster import (
     narrowed,
     read_cluster,
 )
-from egress_doctor.mesh.view import MeshView
-from egress_doctor.model import Finding, Report
+from egress_doctor.sources.view import MeshView
 from egress_doctor.validate import UsageError
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")

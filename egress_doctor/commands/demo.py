@@ -42,8 +42,8 @@ def scenario_path(name: str = SCENARIO) -> str:
 
 
 def run_demo(args: argparse.Namespace, env: Environment) -> int:
+    from egress_doctor.istio.objects import Mode
     from egress_doctor.lab.runner import Lab, LabConfig
-    from egress_doctor.mesh.istio import Mode
     from egress_doctor.redact import Redactor
 
     color = not args.no_color and env.stdout_is_tty() and "NO_COLOR" not in env.environ

@@ -1,7 +1,7 @@
 """`check --envoy-admin URL`: read this pod's sidecar after the probes, within the run's deadline.
 
 The flags live here so that `cli.py` registers them with one call; the reader is
-`mesh.sidecar.read_sidecar`. The lab sets EGRESS_DOCTOR_ADMIN_URL, which becomes the default.
+`sources.envoy_admin.read_sidecar`. The lab sets EGRESS_DOCTOR_ADMIN_URL, which becomes the default.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 from egress_doctor.validate import UsageError
 
 if TYPE_CHECKING:  # `--help` must stay cheap: the model (and yaml) load only when a run reads
-    from egress_doctor.mesh.view import MeshView
     from egress_doctor.model import Report
+    from egress_doctor.sources.view import MeshView
 
 ENV_ADMIN_URL = "EGRESS_DOCTOR_ADMIN_URL"
 MIN_READ_SECONDS = 0.2  # below this, the admin port is not even tried (the deadline has passed)
@@ -37,7 +37,7 @@ def admin_url(args: argparse.Namespace, environ: Mapping[str, str]) -> str | Non
     """The URL to read, or None when reading is switched off; UsageError on a malformed URL."""
     if getattr(args, "no_envoy_admin", False):
         return None
-    from egress_doctor.mesh.sidecar import DEFAULT_ADMIN_URL
+    from egress_doctor.sources.envoy_admin import DEFAULT_ADMIN_URL
 
     url = getattr(args, "envoy_admin", None) or environ.get(ENV_ADMIN_URL) or DEFAULT_ADMIN_URL
     parts = urlsplit(url)
@@ -55,8 +55,8 @@ def read_mesh(url: str | None, report: Report, deadline: float, view: MeshView |
     `view` unchanged when reading is switched off. Never raises for I/O trouble."""
     if url is None:
         return view
-    from egress_doctor.mesh.sidecar import read_sidecar
-    from egress_doctor.mesh.view import MeshView
+    from egress_doctor.sources.envoy_admin import read_sidecar
+    from egress_doctor.sources.view import MeshView
 
     namespace = report.facts.namespace if report.facts else None
     view = view if view is not None else MeshView(pod_namespace=namespace)

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from egress_doctor.diagnose.catalogue import entry
-from egress_doctor.mesh.cluster import ClusterRead, Problem, ReadError
-from egress_doctor.mesh.istio import GROUP, MeshConfig
+from egress_doctor.istio.objects import GROUP, MeshConfig
 from egress_doctor.model import Finding
+from egress_doctor.sources.kube import ClusterRead, Problem, ReadError
 
 RBAC_MANIFEST = "k8s/rbac.yaml"
 _WIDE = ("serviceentries", "virtualservices", "destinationrules")  # listed in all namespaces first

@@ -18,10 +18,10 @@ from egress_doctor.diagnose.catalogue import entry
 from egress_doctor.diagnose.rules import CHECK_RULES, HOST_RULES, RUN_RULES
 from egress_doctor.diagnose.rules.base import Cause, HostGroup, Observation, RunContext, observe
 from egress_doctor.diagnose.rules.mesh import mesh_fixes, refine_causes
+from egress_doctor.diagnose.rules.mesh_explain import ExplainOptions
 from egress_doctor.diagnose.rules.notes import modern_endpoint
 from egress_doctor.diagnose.rules.predicted import predicted_destinations
-from egress_doctor.mesh.explain import ExplainOptions
-from egress_doctor.mesh.fixes import (
+from egress_doctor.fixes.builders import (
     METADATA_ENDPOINTS,
     FixOptions,
     FixPlan,
@@ -29,8 +29,8 @@ from egress_doctor.mesh.fixes import (
     hold_until_proxy_starts_fix,
     is_ip,
 )
-from egress_doctor.mesh.view import MeshView
 from egress_doctor.model import CheckResult, Finding, Fix, Identity, RunFacts, Symptom
+from egress_doctor.sources.view import MeshView
 
 LEVEL_ORDER = {"error": 0, "warning": 1, "info": 2}
 

@@ -18,9 +18,7 @@ from egress_doctor.aws.endpoints import SdkEndpoint
 from egress_doctor.diagnose.engine import DiagnoseOptions, _finding, _merge
 from egress_doctor.diagnose.rules.base import Cause, Observation, observe
 from egress_doctor.diagnose.rules.mesh import mesh_fixes
-from egress_doctor.diagnose.rules.notes import modern_endpoint
-from egress_doctor.mesh.edits import repair_refused_entry
-from egress_doctor.mesh.explain import (
+from egress_doctor.diagnose.rules.mesh_explain import (
     ALWAYS_BREAKS,
     ExplainOptions,
     Explanation,
@@ -32,10 +30,12 @@ from egress_doctor.mesh.explain import (
     registry_only_override,
     visible_service,
 )
-from egress_doctor.mesh.fixes import EgressNeed, build_fixes, is_ip
-from egress_doctor.mesh.istio import Mode, ServiceEntry
-from egress_doctor.mesh.view import MeshView
+from egress_doctor.diagnose.rules.notes import modern_endpoint
+from egress_doctor.fixes.builders import EgressNeed, build_fixes, is_ip
+from egress_doctor.fixes.edits import repair_refused_entry
+from egress_doctor.istio.objects import Mode, ServiceEntry
 from egress_doctor.model import CheckResult, Finding, Fix, Identity, RunFacts, Status, Target
+from egress_doctor.sources.view import MeshView
 
 
 @dataclass

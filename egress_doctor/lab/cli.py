@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from egress_doctor.istio.objects import IstioParseError, Mode
 from egress_doctor.lab.runner import CREDENTIAL_MODES, Lab, LabConfig
-from egress_doctor.mesh.istio import IstioParseError, Mode
 from egress_doctor.redact import Redactor, redact_patterns
 
 LAB_EPILOG = """examples:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from egress_doctor.istio.objects import Mode, Resolution, ServicePort
+from egress_doctor.istio.visibility import PodView, Service
 from egress_doctor.lab.upstreams import LINK_LOCAL_STANDINS, Endpoint, Upstreams
-from egress_doctor.mesh.istio import Mode, Resolution, ServicePort
-from egress_doctor.mesh.visibility import PodView, Service
 
 Json = dict[str, Any]
 

@@ -11,10 +11,10 @@ import ipaddress
 import re
 from typing import Any
 
+from egress_doctor.istio.objects import Mode, Protocol
+from egress_doctor.istio.visibility import PodView, Service
 from egress_doctor.lab.clusters import PASSTHROUGH, Json, cluster_name, destination_cluster, lab_passthrough
 from egress_doctor.lab.upstreams import LINK_LOCAL_STANDINS, Upstreams
-from egress_doctor.mesh.istio import Mode, Protocol
-from egress_doctor.mesh.visibility import PodView, Service
 
 BLOCK_ALL, ALLOW_ANY = "block_all", "allow_any"
 

@@ -27,12 +27,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from egress_doctor.istio.objects import IstioObject, MeshConfig, Mode
+from egress_doctor.istio.parse import load_files, parse_documents
+from egress_doctor.istio.visibility import PodView, pod_view
 from egress_doctor.lab.envoy import EnvoyError, EnvoyProcess, static_bootstrap, validate, write_dynamic
 from egress_doctor.lab.translate import ISTIO_VERSION, EnvoyResources, LabPorts, translate
 from egress_doctor.lab.upstreams import LINK_LOCAL_STANDINS, Endpoint, Upstreams
-from egress_doctor.mesh.istio import IstioObject, MeshConfig, Mode
-from egress_doctor.mesh.parse import load_files, parse_documents
-from egress_doctor.mesh.visibility import PodView, pod_view
 
 CredentialMode = Literal["env", "irsa", "imds", "pod-identity"]
 CREDENTIAL_MODES: tuple[CredentialMode, ...] = ("env", "irsa", "imds", "pod-identity")

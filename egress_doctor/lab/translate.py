@@ -33,6 +33,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
+from egress_doctor.istio.objects import Mode, Protocol, ServicePort
+from egress_doctor.istio.visibility import PodView, Service
 from egress_doctor.lab.clusters import (
     BLACKHOLE,
     LAB_METADATA,
@@ -45,8 +47,6 @@ from egress_doctor.lab.clusters import (
 )
 from egress_doctor.lab.routes import route_config
 from egress_doctor.lab.upstreams import LINK_LOCAL_STANDINS, Upstreams
-from egress_doctor.mesh.istio import Mode, Protocol, ServicePort
-from egress_doctor.mesh.visibility import PodView, Service
 
 ISTIO_VERSION = "1.30.3"
 VIRTUAL_OUTBOUND = "virtualOutbound"

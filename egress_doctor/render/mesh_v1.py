@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from egress_doctor.mesh.view import HostCoverage, MeshView, SidecarView
+from egress_doctor.sources.view import HostCoverage, MeshView, SidecarView
 
 
 def mesh_to_v1(view: MeshView | None) -> dict[str, Any] | None:

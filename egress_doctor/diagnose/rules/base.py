@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
-from egress_doctor.mesh.edits import Edit
-from egress_doctor.mesh.fixes import (
+from egress_doctor.fixes.builders import (
     ECS_IPV4,
     IMDS_IPV4,
     IMDS_IPV6,
@@ -28,6 +27,7 @@ from egress_doctor.mesh.fixes import (
     POD_IDENTITY_IPV6,
     EgressNeed,
 )
+from egress_doctor.fixes.edits import Edit
 from egress_doctor.model import (
     AwsEvidence,
     CheckResult,

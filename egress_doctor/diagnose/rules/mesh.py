@@ -16,11 +16,18 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 
 from egress_doctor.diagnose.rules.base import Cause, RunContext
-from egress_doctor.mesh.edits import edit_fixes
-from egress_doctor.mesh.explain import ExplainOptions, Explanation, MeshContext, explain, mesh_context, passes
-from egress_doctor.mesh.explain import registry_only_override as _override
-from egress_doctor.mesh.view import MeshView
+from egress_doctor.diagnose.rules.mesh_explain import (
+    ExplainOptions,
+    Explanation,
+    MeshContext,
+    explain,
+    mesh_context,
+    passes,
+)
+from egress_doctor.diagnose.rules.mesh_explain import registry_only_override as _override
+from egress_doctor.fixes.edits import edit_fixes
 from egress_doctor.model import Fix
+from egress_doctor.sources.view import MeshView
 
 # Generic "unknown destination" causes, and the mesh codes that may replace each.
 PREDICTED = "ED307"  # a host not called yet, predicted blocked

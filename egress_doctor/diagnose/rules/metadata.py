@@ -16,7 +16,7 @@ from egress_doctor.diagnose.rules.base import (
     body,
     is_envoy_local_reply,
 )
-from egress_doctor.mesh.fixes import METADATA_ENDPOINTS
+from egress_doctor.fixes.builders import METADATA_ENDPOINTS
 from egress_doctor.model import Status, Symptom
 
 _FALLBACK_STATUSES = (403, 404, 405)  # botocore drops the token and uses IMDSv1 after these

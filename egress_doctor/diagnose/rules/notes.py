@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from egress_doctor.diagnose.rules.base import Cause
-from egress_doctor.mesh.fixes import ddb_wildcard, is_account_ddb_host
+from egress_doctor.fixes.builders import ddb_wildcard, is_account_ddb_host
 
 _REGIONAL_STS = re.compile(r"^sts(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
 _ACCOUNT_DDB = re.compile(r"^\d{12}\.ddb\.(?P<region>[a-z0-9-]+)\.(?P<suffix>.+)$")

@@ -10,7 +10,7 @@ added to the fix, marked as predicted.
 from __future__ import annotations
 
 from egress_doctor.diagnose.rules.base import Cause, Observation, RunContext
-from egress_doctor.mesh.fixes import EgressNeed
+from egress_doctor.fixes.builders import EgressNeed
 
 # Causes that show this sidecar blocks destinations missing from its registry.
 REGISTRY_BLOCKS = frozenset({"ED205", "ED301", "ED401"})

@@ -3,7 +3,7 @@
     view = read_files(["deploy/"], namespace="payments")
 
 Directories are walked recursively for `*.yaml` / `*.yml` (hidden directories skipped); every
-file may hold many documents and `kind: List`s. Kept: the egress kinds `mesh.istio` models,
+file may hold many documents and `kind: List`s. Kept: the egress kinds `istio.objects` models,
 Gateways, the mesh config (an `IstioOperator`'s `spec.meshConfig`, or a ConfigMap `istio` /
 `istio-<revision>` with key `mesh`) and the labels of the pod's Namespace (ambient mode). Other
 kinds are skipped. Go/Helm templates (`{{ … }}`) cannot be read as YAML and are skipped with a
@@ -20,11 +20,11 @@ from typing import Any
 
 import yaml
 
-from egress_doctor.mesh.cluster_facts import parse_mesh_config
-from egress_doctor.mesh.istio import GROUP, KINDS, IstioObject, IstioParseError, MeshConfig
-from egress_doctor.mesh.parse import parse_object
-from egress_doctor.mesh.view import GatewayInfo, MeshView, gateway_info
-from egress_doctor.mesh.yaml_load import load_all
+from egress_doctor.istio.objects import GROUP, KINDS, IstioObject, IstioParseError, MeshConfig
+from egress_doctor.istio.parse import parse_object
+from egress_doctor.istio.yaml_load import load_all
+from egress_doctor.sources.kube_facts import parse_mesh_config
+from egress_doctor.sources.view import GatewayInfo, MeshView, gateway_info
 
 SUFFIXES = (".yaml", ".yml")
 

@@ -16,11 +16,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from egress_doctor.mesh import edits
-from egress_doctor.mesh.edits import Edit
-from egress_doctor.mesh.istio import MESH_GATEWAY, Destination, DestinationRule, VirtualService
-from egress_doctor.mesh.view import GatewayInfo, MeshView
-from egress_doctor.mesh.visibility import PodView, host_subset_of
+from egress_doctor.fixes import edits
+from egress_doctor.fixes.edits import Edit
+from egress_doctor.istio.objects import MESH_GATEWAY, Destination, DestinationRule, VirtualService
+from egress_doctor.istio.visibility import PodView, host_subset_of
+from egress_doctor.sources.view import GatewayInfo, MeshView
 
 EGRESS_SELECTOR = {"istio": "egressgateway"}
 

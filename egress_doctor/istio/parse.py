@@ -1,4 +1,4 @@
-"""Parse Istio YAML, or documents already loaded, into the typed model of `mesh.istio`.
+"""Parse Istio YAML, or documents already loaded, into the typed model of `istio.objects`.
 
     objects, ignored = load_files(["deploy/"], namespace="app")
 
@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from egress_doctor.mesh.istio import (
+from egress_doctor.istio.objects import (
     API_VERSIONS,
     GROUP,
     KINDS,

@@ -31,8 +31,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from egress_doctor.mesh.cluster_facts import PodFacts, mesh_config_from_configmap, pod_facts
-from egress_doctor.mesh.istio import (
+from egress_doctor.istio.objects import (
     GROUP,
     DestinationRule,
     Ignored,
@@ -42,7 +41,8 @@ from egress_doctor.mesh.istio import (
     VirtualService,
     of_kind,
 )
-from egress_doctor.mesh.kube_client import (
+from egress_doctor.istio.parse import parse_object
+from egress_doctor.sources.kube_client import (
     ClusterConfigError,
     Connection,
     Problem,
@@ -53,8 +53,8 @@ from egress_doctor.mesh.kube_client import (
     in_cluster_connection,
     kubeconfig_connection,
 )
-from egress_doctor.mesh.parse import parse_object
-from egress_doctor.mesh.view import GatewayInfo, MeshView, gateway_info, host_matches
+from egress_doctor.sources.kube_facts import PodFacts, mesh_config_from_configmap, pod_facts
+from egress_doctor.sources.view import GatewayInfo, MeshView, gateway_info, host_matches
 
 __all__ = ["ClusterConfigError", "ClusterOptions", "ClusterRead", "Problem", "ReadError", "connect",
            "read_cluster"]
@@ -326,7 +326,7 @@ class _Reader:
                 self.manifests[parsed.meta.ref] = item
 
     def _parse(self, plural: str, item: dict[str, Any]) -> IstioObject | None:
-        """The object through `mesh.parse`'s parser; one it refuses is recorded and left out."""
+        """The object through `istio.parse`'s parser; one it refuses is recorded and left out."""
         meta = item.get("metadata") or {}
         where = f"cluster:{plural}/{meta.get('namespace', '')}/{meta.get('name', '')}"
         try:

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from egress_doctor.mesh.istio import Mode
-from egress_doctor.mesh.view import BLACKHOLE, PASSTHROUGH, ClusterInfo, SidecarView, SniChain, VirtualHostInfo
+from egress_doctor.istio.objects import Mode
 from egress_doctor.net.http import HttpResult, request
+from egress_doctor.sources.view import BLACKHOLE, PASSTHROUGH, ClusterInfo, SidecarView, SniChain, VirtualHostInfo
 
 DEFAULT_ADMIN_URL = "http://127.0.0.1:15000"
 READY_PORT = 15021  # Envoy's static readiness listener in an injected pod

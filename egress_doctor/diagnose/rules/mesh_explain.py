@@ -3,8 +3,8 @@
     ctx = mesh_context(view, "payments", ExplainOptions())
     explain(ctx, "sts.us-east-1.amazonaws.com", 443, "https")  # → [Explanation("ED610", ...)]
 
-The Istio objects are run through the one model (`mesh.visibility.pod_view`, which applies the
-webhook rules of `mesh.validation`); the sidecar's admin view adds what only Envoy knows (a DNS
+The Istio objects are run through the one model (`istio.visibility.pod_view`, which applies the
+webhook rules of `istio.validation`); the sidecar's admin view adds what only Envoy knows (a DNS
 cluster without endpoints) and stands alone when no objects were read. The first explanation is
 the root cause; it carries an `Edit` of the object to change (same name and namespace) or says
 that a new ServiceEntry is the fix (`new_entry`). An empty list: the view explains nothing
@@ -18,15 +18,15 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from egress_doctor.mesh import edits
-from egress_doctor.mesh.aws_names import near_miss
-from egress_doctor.mesh.edits import Edit
-from egress_doctor.mesh.fixes import ddb_wildcard, is_account_ddb_host, is_ip
-from egress_doctor.mesh.gateways import gateway_problems
-from egress_doctor.mesh.istio import IstioObject, Mode, Resolution, ServiceEntry
-from egress_doctor.mesh.sidecar_facts import carries, dns_without_endpoints, sidecar_evidence
-from egress_doctor.mesh.view import MeshView, SidecarView
-from egress_doctor.mesh.visibility import Decision, PodView, Reason, Service, host_subset_of, pod_view
+from egress_doctor.aws.hosts import near_miss
+from egress_doctor.diagnose.rules.mesh_gateways import gateway_problems
+from egress_doctor.diagnose.rules.sidecar_facts import carries, dns_without_endpoints, sidecar_evidence
+from egress_doctor.fixes import edits
+from egress_doctor.fixes.builders import ddb_wildcard, is_account_ddb_host, is_ip
+from egress_doctor.fixes.edits import Edit
+from egress_doctor.istio.objects import IstioObject, Mode, Resolution, ServiceEntry
+from egress_doctor.istio.visibility import Decision, PodView, Reason, Service, host_subset_of, pod_view
+from egress_doctor.sources.view import MeshView, SidecarView
 
 _BLOCK_ORDER = (Reason.REFUSED, Reason.NOT_EXPORTED, Reason.NOT_IMPORTED)
 # Explanations that break a host even under ALLOW_ANY (the others only matter under REGISTRY_ONLY:

@@ -1,7 +1,7 @@
 """Facts from two Kubernetes objects the cluster reader fetches: the pod and the mesh ConfigMap.
 
 Pure functions from the API server's JSON to typed values; no I/O. The Istio networking objects
-themselves are parsed by `mesh.parse`, never here.
+themselves are parsed by `istio.parse`, never here.
 
 Pod (istio/api annotation/annotations.yaml, injection-template.yaml):
 - outbound capture annotations `traffic.sidecar.istio.io/*`, baked into iptables at pod start;
@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from egress_doctor.mesh.istio import ROOT_NAMESPACE, IstioParseError, MeshConfig, Mode
+from egress_doctor.istio.objects import ROOT_NAMESPACE, IstioParseError, MeshConfig, Mode
 
 ISTIO_PROXY = "istio-proxy"
 MESH_KEY = "mesh"

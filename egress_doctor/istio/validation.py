@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from egress_doctor.mesh.istio import (
+from egress_doctor.istio.objects import (
     DestinationRule,
     IstioObject,
     Protocol,

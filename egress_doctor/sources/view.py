@@ -3,10 +3,10 @@
 Two sources fill it, and the diagnosis reads it without caring which:
 
 * `SidecarView`: what **this** pod's Envoy really has, read from its admin port
-  (`mesh.sidecar.read_sidecar`): version, readiness, the effective outbound mode, clusters with
+  (`sources.envoy_admin.read_sidecar`): version, readiness, the effective outbound mode, clusters with
   their endpoints, SNI filter chains and HTTP virtual hosts.
 * `MeshView.objects` / `.mesh` / pod facts: *why* it has it — the Istio objects (from the
-  Kubernetes API, `mesh.cluster`, or from files, `analyze -f`), parsed by `mesh.parse` into `mesh.istio`'s model.
+  Kubernetes API, `sources.kube`, or from files, `analyze -f`), parsed by `istio.parse` into `istio.objects`'s model.
 
 Every field is optional in spirit: a view with `sidecar=None` (no admin port) or `objects=None`
 (no cluster access) still feeds the rules that can use what is there. Nothing here does I/O.
@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from egress_doctor.mesh.istio import IstioObject, MeshConfig, Mode
+from egress_doctor.istio.objects import IstioObject, MeshConfig, Mode
 
 BLACKHOLE = "BlackHoleCluster"
 PASSTHROUGH = "PassthroughCluster"

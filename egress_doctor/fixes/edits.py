@@ -19,8 +19,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from egress_doctor.mesh.fixes import MANAGED_BY, METADATA_ENDPOINTS, api_version
-from egress_doctor.mesh.istio import (
+from egress_doctor.fixes.builders import MANAGED_BY, METADATA_ENDPOINTS, api_version
+from egress_doctor.fixes.manifest import Json, Op, apply_patch, base_manifest, patch_command
+from egress_doctor.istio.objects import (
     Ignored,
     IstioObject,
     IstioParseError,
@@ -28,9 +29,8 @@ from egress_doctor.mesh.istio import (
     ServiceEntry,
     Sidecar,
 )
-from egress_doctor.mesh.manifest import Json, Op, apply_patch, base_manifest, patch_command
-from egress_doctor.mesh.parse import parse_object
-from egress_doctor.mesh.validation import errors, validate
+from egress_doctor.istio.parse import parse_object
+from egress_doctor.istio.validation import errors, validate
 from egress_doctor.model import Fix
 
 

@@ -3,7 +3,7 @@ ServiceEntry from matching the host the SDK uses."""
 
 from __future__ import annotations
 
-from egress_doctor.mesh.fixes import aws_service_region, is_account_ddb_host
+from egress_doctor.fixes.builders import aws_service_region, is_account_ddb_host
 
 
 def _traits(host: str) -> dict[str, object] | None:

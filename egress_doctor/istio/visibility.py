@@ -24,7 +24,7 @@ import enum
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from egress_doctor.mesh.istio import (
+from egress_doctor.istio.objects import (
     DestinationRule,
     IstioObject,
     MeshConfig,
@@ -36,7 +36,7 @@ from egress_doctor.mesh.istio import (
     VirtualService,
     of_kind,
 )
-from egress_doctor.mesh.validation import ValidationMessage, errors, validate
+from egress_doctor.istio.validation import ValidationMessage, errors, validate
 
 
 class Reason(enum.StrEnum):

@@ -1,9 +1,9 @@
 """What this pod's sidecar has for one host, in the words a finding uses (pure helpers of
-`mesh.explain`)."""
+`diagnose.rules.mesh_explain`)."""
 
 from __future__ import annotations
 
-from egress_doctor.mesh.view import SidecarView
+from egress_doctor.sources.view import SidecarView
 
 
 def sidecar_evidence(sc: SidecarView | None, host: str, port: int, scheme: str) -> str:

@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from egress_doctor.mesh.istio import (
+from egress_doctor.istio.objects import (
     ClientTls,
     DestinationRule,
     IstioObject,

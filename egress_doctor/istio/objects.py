@@ -6,9 +6,9 @@ that change egress are kept; everything else is ignored, as Istio's CRDs preserv
 Defaults are the proto's enum zero values: `resolution: NONE`, `location: MESH_EXTERNAL`, and a
 Sidecar `outboundTrafficPolicy: {}` means REGISTRY_ONLY.
 
-YAML and dicts become these objects in `mesh.parse`, which only checks shape (what the CRD schema
-would reject); istiod's webhook rules live in `mesh.validation`, what a pod sees in
-`mesh.visibility`.
+YAML and dicts become these objects in `istio.parse`, which only checks shape (what the CRD schema
+would reject); istiod's webhook rules live in `istio.validation`, what a pod sees in
+`istio.visibility`.
 """
 
 from __future__ import annotations
