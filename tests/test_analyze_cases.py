@@ -50,7 +50,8 @@ CASES = [
     AnalyzeCase(
         "no entries under REGISTRY_ONLY: every host fails with a new ServiceEntry each",
         "", ["fail", "fail", "fail"], ["ED630", "ED630", "ED630", "ED601", "ED602"],
-        ["serviceentry/aws-dynamodb-us-east-1", "serviceentry/aws-sts-us-east-1"],
+        ["serviceentry/111122223333-ddb-us-east-1-amazonaws-com", "serviceentry/dynamodb-us-east-1-amazonaws-com",
+         "serviceentry/sts-us-east-1-amazonaws-com"],
     ),
     AnalyzeCase(
         "no entries under ALLOW_ANY: everything passes through, said as info",
@@ -59,7 +60,7 @@ CASES = [
     AnalyzeCase(
         "account unknown: the account endpoint is any account's host, allowed with a NONE wildcard",
         se("aws-sts", ["sts.us-east-1.amazonaws.com"]) + se("aws-dynamodb", ["dynamodb.us-east-1.amazonaws.com"]),
-        ["pass", "pass", "fail"], ["ED617"], ["serviceentry/aws-dynamodb-us-east-1"], account=None,
+        ["pass", "pass", "fail"], ["ED617"], ["serviceentry/wildcard-ddb-us-east-1-amazonaws-com"], account=None,
     ),
     AnalyzeCase(
         "a Sidecar hides the entries: one Sidecar edit fixes all three hosts",

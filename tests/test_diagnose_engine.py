@@ -142,15 +142,15 @@ def test_finding_titles_levels_and_docs_come_from_the_catalogue() -> None:
         assert (finding.title, finding.level, finding.docs) == (entry.title, entry.level, entry.docs)
 
 
-def test_two_blocked_hosts_of_one_service_share_one_serviceentry() -> None:
+def test_two_blocked_hosts_of_one_service_get_one_serviceentry_each() -> None:
     checks = [
         tls_eof(DESCRIBE, host=DDB),
         tls_eof("dynamodb.list-tables", host="dynamodb.us-east-1.amazonaws.com"),
     ]
-    (fix,) = diagnose(identity(), checks, facts()).fixes
-    assert fix.manifests[0]["spec"]["hosts"] == [
-        "111122223333.ddb.us-east-1.amazonaws.com",
-        "dynamodb.us-east-1.amazonaws.com",
+    fixes = diagnose(identity(), checks, facts()).fixes
+    assert [fix.manifests[0]["spec"]["hosts"] for fix in fixes] == [
+        ["111122223333.ddb.us-east-1.amazonaws.com"],
+        ["dynamodb.us-east-1.amazonaws.com"],
     ]
 
 

@@ -42,7 +42,7 @@ CASES = [
         "Pod Identity agent answered 502 by block_all needs the agent's ServiceEntry, and STS next",
         [envoy(AGENT, "block_all"), skipped(GCI)],
         ["ED401", "ED307", "ED601"],
-        ["serviceentry/aws-eks-pod-identity", "serviceentry/aws-sts-us-east-1"],
+        ["serviceentry/aws-eks-pod-identity", "serviceentry/sts-us-east-1-amazonaws-com"],
         identity=identity("pod-identity"),
     ),
     Case(

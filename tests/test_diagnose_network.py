@@ -38,8 +38,9 @@ from tests.test_diagnose_transport import (
     unreachable,
 )
 
-SE_STS = "serviceentry/aws-sts-us-east-1"
-SE_DDB = "serviceentry/aws-dynamodb-us-east-1"
+SE_STS = "serviceentry/sts-us-east-1-amazonaws-com"
+SE_DDB = "serviceentry/111122223333-ddb-us-east-1-amazonaws-com"
+SE_DDB_REGIONAL = "serviceentry/dynamodb-us-east-1-amazonaws-com"
 SE_IMDS = "serviceentry/aws-imds"
 HOLD = "patch/hold-application-until-proxy-starts"
 
@@ -155,13 +156,13 @@ CASES = [
         "global STS blocked gets its own global ServiceEntry and no regional note",
         [tls_eof(GCI, host=STS_GLOBAL)],
         ["ED301"],
-        ["serviceentry/aws-sts-global"],
+        ["serviceentry/sts-amazonaws-com"],
     ),
     Case(
         "regional DynamoDB host blocked gets no account-endpoint note",
         [tls_eof(LIST, host=DDB_REGIONAL)],
         ["ED301"],
-        [SE_DDB],
+        [SE_DDB_REGIONAL],
     ),
     Case(
         "both STS and DynamoDB blocked get one ServiceEntry each",
@@ -201,7 +202,7 @@ CASES = [
         "IRSA blocked by the registry: the fix also covers the DynamoDB host the SDK would call next",
         [tls_eof(ARWWI), skipped(GCI), skipped(DESCRIBE)],
         ["ED301", "ED307", "ED601", "ED602"],
-        ["serviceentry/aws-dynamodb-us-east-1", "serviceentry/aws-sts-us-east-1"],
+        [SE_DDB, SE_STS],
     ),
     Case(
         "a skipped call is not predicted blocked when nothing shows the registry blocking",

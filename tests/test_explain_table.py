@@ -180,7 +180,7 @@ CASES = [
     ),
     MeshCase(
         "a Sidecar sets REGISTRY_ONLY while the mesh is ALLOW_ANY: context next to the new entry",
-        [tls_eof(GCI)], ["ED301", "ED601", "ED612"], ["serviceentry/aws-sts-us-east-1"],
+        [tls_eof(GCI)], ["ED301", "ED601", "ED612"], ["serviceentry/sts-us-east-1-amazonaws-com"],
         mesh=mesh_view(SIDECAR_LOCAL.replace("  egress:\n  - hosts: [\"./*\", \"istio-system/*\"]",
                                              "  outboundTrafficPolicy: {mode: REGISTRY_ONLY}"),
                        mode=Mode.ALLOW_ANY),
@@ -285,12 +285,12 @@ spec:
     ),
     MeshCase(
         "no Envoy admin answers: a warning, and the other findings unchanged",
-        [tls_eof(GCI)], ["ED301", "ED624", "ED601"], ["serviceentry/aws-sts-us-east-1"],
+        [tls_eof(GCI)], ["ED301", "ED624", "ED601"], ["serviceentry/sts-us-east-1-amazonaws-com"],
         mesh=mesh_view(None, absent()),
     ),
     MeshCase(
         "the sidecar has no entry for the account host but one for regional dynamodb: it says so",
-        [tls_eof(DESCRIBE)], ["ED625", "ED602"], ["serviceentry/aws-dynamodb-us-east-1"],
+        [tls_eof(DESCRIBE)], ["ED625", "ED602"], ["serviceentry/111122223333-ddb-us-east-1-amazonaws-com"],
         mesh=mesh_view(None, sidecar(clusters={f"outbound|443||{DDB_REGIONAL}": ("STRICT_DNS", ("52.94.0.10:443",))},
                                      sni={443: [DDB_REGIONAL]})),
         golden="sidecar-no-entry",
@@ -303,12 +303,12 @@ spec:
     ),
     MeshCase(
         "a predicted host the objects already cover is not predicted blocked",
-        [tls_eof(ARWWI), skipped(DESCRIBE)], ["ED301", "ED601"], ["serviceentry/aws-sts-us-east-1"],
+        [tls_eof(ARWWI), skipped(DESCRIBE)], ["ED301", "ED601"], ["serviceentry/sts-us-east-1-amazonaws-com"],
         mesh=mesh_view(se("aws-ddb", ["*.ddb.us-east-1.amazonaws.com"], resolution="NONE")),
     ),
     MeshCase(
         "covered by a wildcard in the sidecar: a TLS close there is not explained by the mesh view",
-        [tls_eof(DESCRIBE)], ["ED301", "ED602"], ["serviceentry/aws-dynamodb-us-east-1"],
+        [tls_eof(DESCRIBE)], ["ED301", "ED602"], ["serviceentry/111122223333-ddb-us-east-1-amazonaws-com"],
         mesh=mesh_view(None, sidecar(clusters={"outbound|443||*.ddb.us-east-1.amazonaws.com": ("ORIGINAL_DST", ())},
                                      sni={443: ["*.ddb.us-east-1.amazonaws.com"]})),
     ),

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from egress_doctor.aws.hosts import near_miss
+from egress_doctor.aws.hosts import is_ip, near_miss
 from egress_doctor.fixes import edits
-from egress_doctor.fixes.builders import is_ip
 from egress_doctor.fixes.manifest import apply_patch, patch_command, to_manifest
 from egress_doctor.istio.objects import ServiceEntry, Sidecar
 from egress_doctor.istio.parse import parse_object

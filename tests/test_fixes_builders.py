@@ -24,24 +24,23 @@ def need(host: str, port: int = 443, scheme: str = "https", code: str = "ED301")
 @pytest.mark.parametrize(
     ("host", "name"),
     [
-        ("sts.us-east-1.amazonaws.com", "aws-sts-us-east-1"),
-        ("sts.amazonaws.com", "aws-sts-global"),
-        ("sts-fips.us-east-2.amazonaws.com", "aws-sts-us-east-2"),
-        ("sts.us-west-2.api.aws", "aws-sts-us-west-2"),
-        ("sts.cn-north-1.amazonaws.com.cn", "aws-sts-cn-north-1"),
-        ("sts.us-gov-west-1.amazonaws.com", "aws-sts-us-gov-west-1"),
-        ("vpce-0abc-xyz.sts.us-west-2.vpce.amazonaws.com", "aws-sts-us-west-2"),
-        ("111122223333.ddb.us-east-1.amazonaws.com", "aws-dynamodb-us-east-1"),
-        ("dynamodb.eu-central-1.amazonaws.com", "aws-dynamodb-eu-central-1"),
-        ("dynamodb-fips.us-west-2.amazonaws.com", "aws-dynamodb-us-west-2"),
+        ("sts.us-east-1.amazonaws.com", "sts-us-east-1-amazonaws-com"),
+        ("sts.amazonaws.com", "sts-amazonaws-com"),
+        ("sts-fips.us-east-1.amazonaws.com", "sts-fips-us-east-1-amazonaws-com"),
+        ("sts.us-east-1.api.aws", "sts-us-east-1-api-aws"),
+        ("sts.cn-north-1.amazonaws.com.cn", "sts-cn-north-1-amazonaws-com-cn"),
+        ("111122223333.ddb.us-east-1.amazonaws.com", "111122223333-ddb-us-east-1-amazonaws-com"),
+        ("444455556666.ddb.us-east-1.amazonaws.com", "444455556666-ddb-us-east-1-amazonaws-com"),
+        ("*.ddb.us-east-1.amazonaws.com", "wildcard-ddb-us-east-1-amazonaws-com"),
         ("169.254.169.254", "aws-imds"),
         ("fd00:ec2::254", "aws-imds-ipv6"),
         ("169.254.170.23", "aws-eks-pod-identity"),
         ("169.254.170.2", "aws-ecs-credentials"),
-        ("localstack.tools.svc.cluster.local", "egress-localstack-tools-svc-cluster-local"),
+        ("localstack.tools.svc.cluster.local", "localstack-tools-svc-cluster-local"),
     ],
 )
-def test_service_entry_names_are_deterministic_per_service_and_region(host: str, name: str) -> None:
+def test_service_entry_names_say_the_host_so_fips_dual_stack_regions_and_accounts_never_share_one(
+        host: str, name: str) -> None:
     assert service_entry_name(host) == name
 
 
@@ -67,7 +66,7 @@ def test_only_account_dynamodb_hosts_can_be_widened() -> None:
         ddb_wildcard("dynamodb.us-east-1.amazonaws.com")
 
 
-def test_one_serviceentry_per_service_and_region_listing_every_blocked_host() -> None:
+def test_one_serviceentry_per_host_named_after_it() -> None:
     plan = build_fixes(
         [
             need("111122223333.ddb.us-east-1.amazonaws.com"),
@@ -77,14 +76,14 @@ def test_one_serviceentry_per_service_and_region_listing_every_blocked_host() ->
         ]
     )
     assert [f.id for f in plan.fixes] == [
-        "serviceentry/aws-dynamodb-us-east-1",
-        "serviceentry/aws-sts-us-east-1",
+        "serviceentry/111122223333-ddb-us-east-1-amazonaws-com",
+        "serviceentry/dynamodb-us-east-1-amazonaws-com",
+        "serviceentry/sts-us-east-1-amazonaws-com",
     ]
-    assert plan.fixes[0].manifests[0]["spec"]["hosts"] == [
-        "111122223333.ddb.us-east-1.amazonaws.com",
-        "dynamodb.us-east-1.amazonaws.com",
-    ]
-    assert plan.by_host["dynamodb.us-east-1.amazonaws.com"] == "serviceentry/aws-dynamodb-us-east-1"
+    assert [f.manifests[0]["spec"]["hosts"] for f in plan.fixes] == [
+        ["111122223333.ddb.us-east-1.amazonaws.com"], ["dynamodb.us-east-1.amazonaws.com"],
+        ["sts.us-east-1.amazonaws.com"]]
+    assert plan.by_host["dynamodb.us-east-1.amazonaws.com"] == "serviceentry/dynamodb-us-east-1-amazonaws-com"
 
 
 def test_wildcard_replaces_the_account_host_and_switches_to_resolution_none() -> None:
@@ -92,10 +91,17 @@ def test_wildcard_replaces_the_account_host_and_switches_to_resolution_none() ->
         [need("111122223333.ddb.us-east-1.amazonaws.com"), need("dynamodb.us-east-1.amazonaws.com")],
         FixOptions(wildcard=True),
     )
-    spec = plan.fixes[0].manifests[0]["spec"]
-    assert spec["hosts"] == ["*.ddb.us-east-1.amazonaws.com", "dynamodb.us-east-1.amazonaws.com"]
-    assert spec["resolution"] == "NONE"
-    assert "endpoints" not in spec
+    specs = {f.manifests[0]["spec"]["hosts"][0]: f.manifests[0]["spec"] for f in plan.fixes}
+    wildcard, regional = specs["*.ddb.us-east-1.amazonaws.com"], specs["dynamodb.us-east-1.amazonaws.com"]
+    assert wildcard["hosts"] == ["*.ddb.us-east-1.amazonaws.com"] and wildcard["resolution"] == "NONE"
+    assert "endpoints" not in wildcard
+    assert regional["resolution"] == "DNS"
+
+
+def test_with_wildcard_two_accounts_in_one_region_share_one_entry() -> None:
+    plan = build_fixes([need("111122223333.ddb.us-east-1.amazonaws.com"),
+                        need("444455556666.ddb.us-east-1.amazonaws.com")], FixOptions(wildcard=True))
+    assert [f.manifests[0]["spec"]["hosts"] for f in plan.fixes] == [["*.ddb.us-east-1.amazonaws.com"]]
 
 
 def test_tls_serviceentry_has_port_443_tls_dns_mesh_external_and_no_virtualservice() -> None:
@@ -151,7 +157,7 @@ def test_annotation_mode_still_writes_serviceentries_for_aws_hosts() -> None:
     )
     assert [f.id for f in plan.fixes] == [
         "patch/exclude-outbound-ip-ranges",
-        "serviceentry/aws-sts-us-east-1",
+        "serviceentry/sts-us-east-1-amazonaws-com",
     ]
 
 

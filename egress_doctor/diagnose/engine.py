@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from egress_doctor.aws.hosts import is_ip
 from egress_doctor.diagnose.catalogue import entry
 from egress_doctor.diagnose.rules import CHECK_RULES, HOST_RULES, RUN_RULES
 from egress_doctor.diagnose.rules.base import Cause, HostGroup, Observation, RunContext, observe
@@ -27,7 +28,6 @@ from egress_doctor.fixes.builders import (
     FixPlan,
     build_fixes,
     hold_until_proxy_starts_fix,
-    is_ip,
 )
 from egress_doctor.model import CheckResult, Finding, Fix, Identity, RunFacts, Symptom
 from egress_doctor.sources.view import MeshView

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from egress_doctor.aws.endpoints import SdkEndpoint
+from egress_doctor.aws.hosts import is_ip
 from egress_doctor.diagnose.engine import DiagnoseOptions, _finding, _merge
 from egress_doctor.diagnose.rules.base import Cause, Observation, observe
 from egress_doctor.diagnose.rules.mesh import mesh_fixes
@@ -31,7 +32,7 @@ from egress_doctor.diagnose.rules.mesh_explain import (
     visible_service,
 )
 from egress_doctor.diagnose.rules.notes import modern_endpoint
-from egress_doctor.fixes.builders import EgressNeed, build_fixes, is_ip
+from egress_doctor.fixes.builders import EgressNeed, build_fixes
 from egress_doctor.fixes.edits import repair_refused_entry
 from egress_doctor.istio.objects import Mode, ServiceEntry
 from egress_doctor.model import CheckResult, Finding, Fix, Identity, RunFacts, Status, Target

@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from egress_doctor.aws.hosts import ddb_wildcard, is_account_ddb_host, is_ip
 from egress_doctor.model import Fix
 
 ISTIO_APIS = ("v1", "v1beta1", "v1alpha3")
@@ -104,39 +105,6 @@ class FixPlan:
 
 # --- host names ---------------------------------------------------------------------------------
 
-_AWS_SUFFIXES = ("amazonaws.com.cn", "amazonaws.com", "api.aws")
-_REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d{1,2}$")
-_ACCOUNT_DDB = re.compile(
-    r"^\d{12}\.ddb\.(?P<rest>[a-z0-9-]+\.(?:amazonaws\.com\.cn|amazonaws\.com|api\.aws))$"
-)
-_SERVICE_ALIASES = {"ddb": "dynamodb"}
-
-
-def aws_service_region(host: str) -> tuple[str, str] | None:
-    """('sts', 'us-east-1') for sts.us-east-1.amazonaws.com; region 'global' when the host has none."""
-    host = host.lower().rstrip(".")
-    suffix = next((s for s in _AWS_SUFFIXES if host.endswith("." + s)), None)
-    if suffix is None:
-        return None
-    labels = host[: -len(suffix) - 1].split(".")
-    if labels[-1] == "vpce" and len(labels) > 1:  # vpce-….sts.us-west-2.vpce.amazonaws.com
-        labels.pop()
-    region = labels.pop() if len(labels) > 1 and _REGION.match(labels[-1]) else "global"
-    service = labels[-1].removesuffix("-fips")
-    return _SERVICE_ALIASES.get(service, service), region
-
-
-def is_account_ddb_host(host: str) -> bool:
-    return _ACCOUNT_DDB.match(host.lower()) is not None
-
-
-def ddb_wildcard(host: str) -> str:
-    """`*.ddb.us-east-1.amazonaws.com` for `111122223333.ddb.us-east-1.amazonaws.com`."""
-    match = _ACCOUNT_DDB.match(host.lower())
-    if match is None:
-        raise ValueError(f"{host} is not an account-based DynamoDB endpoint")
-    return f"*.ddb.{match['rest']}"
-
 
 def _dns_label(text: str, limit: int = 63) -> str:
     label = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
@@ -147,21 +115,12 @@ def _dns_label(text: str, limit: int = 63) -> str:
 
 
 def service_entry_name(host: str) -> str:
-    """Deterministic ServiceEntry name: aws-<service>-<region>, aws-imds, or egress-<host>."""
+    """A name that says the host: `sts-us-east-1-amazonaws-com`, `wildcard-ddb-us-east-1-amazonaws-com`;
+    a metadata address gets its endpoint's name (aws-imds). A name longer than a DNS label ends in
+    a digest of the host. `fixes.names.unique_name` keeps it clear of the objects in view."""
     if host in METADATA_ENDPOINTS:
         return METADATA_ENDPOINTS[host].name
-    found = aws_service_region(host)
-    if found:
-        return _dns_label(f"aws-{found[0]}-{found[1]}")
-    return _dns_label(f"egress-{host}")
-
-
-def is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
+    return _dns_label(host.lower().rstrip(".").replace("*", "wildcard"))
 
 
 # --- objects ------------------------------------------------------------------------------------
@@ -298,19 +257,24 @@ def _exclusion_fix(needs: list[EgressNeed], options: FixOptions) -> Fix:
     )
 
 
-def _service_fix(name: str, needs: list[EgressNeed], options: FixOptions) -> Fix:
-    wild = options.wildcard
-    hosts = [ddb_wildcard(n.host) if wild and is_account_ddb_host(n.host) else n.host for n in needs]
+def _entry_host(need: EgressNeed, options: FixOptions) -> str:
+    """The host the ServiceEntry names: the SDK's, or with --wildcard an account DynamoDB host's
+    regional wildcard (resolution NONE)."""
+    return ddb_wildcard(need.host) if options.wildcard and is_account_ddb_host(need.host) else need.host
+
+
+def _service_fix(host: str, needs: list[EgressNeed], options: FixOptions) -> Fix:
+    name = service_entry_name(host)
     ports = [(n.port, "TLS" if n.scheme == "https" else "HTTP") for n in needs]
     manifest = external_service_entry(
-        name, hosts, ports,
+        name, [host], ports,
         namespace=options.namespace, istio_api=options.istio_api, export_to=options.export_to,
     )
     lines = [_need_line(n) for n in needs]
-    if any(h.startswith("*.") for h in hosts):
+    if host.startswith("*."):
         lines.append("Wildcard host: resolution NONE forwards to the address the app resolved.")
-    elif any(is_account_ddb_host(h) for h in hosts):
-        lines.append("Account-based DynamoDB endpoint; wildcard=True allows *.ddb.<region>… (any account).")
+    elif is_account_ddb_host(host):
+        lines.append("Account-based DynamoDB endpoint; --wildcard allows *.ddb.<region>… (any account).")
     lines.append(_scope_line(options))
     return Fix(id=f"serviceentry/{name}", description="\n".join(lines), manifests=[manifest])
 
@@ -323,7 +287,7 @@ def _unique(needs: Iterable[EgressNeed]) -> list[EgressNeed]:
 
 
 def build_fixes(needs: Iterable[EgressNeed], options: FixOptions | None = None) -> FixPlan:
-    """The fixes for every blocked destination, grouped one object per service, sorted by id."""
+    """The fixes for every blocked destination, one ServiceEntry per host, sorted by id."""
     options = options or FixOptions()
     plan = FixPlan()
     unique = _unique(needs)
@@ -340,9 +304,9 @@ def build_fixes(needs: Iterable[EgressNeed], options: FixOptions | None = None) 
         for address in sorted({n.host for n in metadata}):
             fixes.append(_metadata_fix(address, [n for n in metadata if n.host == address], options))
             plan.by_host[address] = fixes[-1].id
-    for name in sorted({service_entry_name(n.host) for n in services}):
-        group = [n for n in services if service_entry_name(n.host) == name]
-        fixes.append(_service_fix(name, group, options))
+    for host in sorted({_entry_host(n, options) for n in services}):
+        group = [n for n in services if _entry_host(n, options) == host]
+        fixes.append(_service_fix(host, group, options))
         plan.by_host.update({n.host: fixes[-1].id for n in group})
     plan.fixes = sorted(fixes, key=lambda f: f.id)
     return plan

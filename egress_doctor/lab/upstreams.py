@@ -6,9 +6,10 @@ of these; nothing leaves the machine.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from egress_doctor.aws.hosts import GLOBAL, classify, partitions
 
 # Link-local addresses never go on the wire: each has a loopback stand-in the lab binds instead.
 LINK_LOCAL_STANDINS = {
@@ -16,16 +17,19 @@ LINK_LOCAL_STANDINS = {
     "169.254.170.23": "127.169.170.23",  # EKS Pod Identity agent
     "169.254.170.2": "127.169.170.2",  # ECS container credentials
 }
-_REGION = r"(?:us|eu|ap|sa|ca|me|af|il|mx|cn)(?:-gov|-iso[a-z]*)?-[a-z]+-\d"
-_AWS_NAME = re.compile(
-    rf"^(?:[a-z0-9-]+\.{_REGION}|\d{{12}}\.ddb\.{_REGION}|sts|iam)\.amazonaws\.com(?:\.cn)?$"
-)
 
 
 def is_aws_host(host: str) -> bool:
     """A real AWS endpoint name a DNS lookup would find (`sts.us-east-1.amazonaws.com`, account
-    DynamoDB hosts, global STS); a typo such as `sts.us-east1.amazonaws.com` is not one."""
-    return bool(_AWS_NAME.match(host.lower()))
+    DynamoDB hosts, global STS): a service botocore knows, in a region its partition has; a typo
+    such as `sts.us-east1.amazonaws.com` is not one."""
+    found = classify(host)
+    if found is None or not found.known or found.wildcard or (found.resource and not found.account):
+        return False
+    partition = next(p for p in partitions() if p.id == found.partition)
+    if found.region == GLOBAL:  # a global name exists only where endpoints.json spells it out
+        return found.host in partition.hostnames
+    return found.region in partition.regions
 
 
 @dataclass(frozen=True)

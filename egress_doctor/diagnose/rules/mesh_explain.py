@@ -18,11 +18,10 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from egress_doctor.aws.hosts import near_miss
+from egress_doctor.aws.hosts import ddb_wildcard, is_account_ddb_host, is_ip, near_miss
 from egress_doctor.diagnose.rules.mesh_gateways import gateway_problems
 from egress_doctor.diagnose.rules.sidecar_facts import carries, dns_without_endpoints, sidecar_evidence
 from egress_doctor.fixes import edits
-from egress_doctor.fixes.builders import ddb_wildcard, is_account_ddb_host, is_ip
 from egress_doctor.fixes.edits import Edit
 from egress_doctor.istio.objects import IstioObject, Mode, Resolution, ServiceEntry
 from egress_doctor.istio.visibility import Decision, PodView, Reason, Service, host_subset_of, pod_view

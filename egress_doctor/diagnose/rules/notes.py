@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import re
-
+from egress_doctor.aws.hosts import ddb_wildcard, is_account_ddb_host, is_regional_sts, regional_dynamodb
 from egress_doctor.diagnose.rules.base import Cause
-from egress_doctor.fixes.builders import ddb_wildcard, is_account_ddb_host
-
-_REGIONAL_STS = re.compile(r"^sts(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
-_ACCOUNT_DDB = re.compile(r"^\d{12}\.ddb\.(?P<region>[a-z0-9-]+)\.(?P<suffix>.+)$")
 
 
 def modern_endpoint(blocked: Cause) -> list[Cause]:
@@ -16,14 +11,9 @@ def modern_endpoint(blocked: Cause) -> list[Cause]:
     if blocked.need is None:
         return []
     host = blocked.need.host
-    if _REGIONAL_STS.match(host):
+    if is_regional_sts(host):
         return [Cause("ED601", {"host": host}, checks=blocked.checks, hosts=(host,), need=blocked.need)]
-    match = _ACCOUNT_DDB.match(host)
-    if match and is_account_ddb_host(host):
-        args = {
-            "host": host,
-            "regional": f"dynamodb.{match['region']}.{match['suffix']}",
-            "wildcard": ddb_wildcard(host),
-        }
+    if is_account_ddb_host(host):
+        args = {"host": host, "regional": regional_dynamodb(host), "wildcard": ddb_wildcard(host)}
         return [Cause("ED602", args, checks=blocked.checks, hosts=(host,), need=blocked.need)]
     return []
