@@ -76,7 +76,7 @@ kind: Deployment
 metadata: {{name: app}}
 """
     read = read_yaml(text, "payments")
-    assert [o.meta.ref for o in read.objects] == ["ServiceEntry payments/a"]
+    assert [o.meta.ref for o in read.objects] == ["ServiceEntry payments/a", "Gateway istio-system/egress"]
     assert [(g.ref, g.hosts, g.ports) for g in read.gateways] == [
         ("Gateway istio-system/egress", ("*/a.example.com",), (443,))]
     assert read.mesh is not None and read.mesh.outbound_traffic_policy is Mode.REGISTRY_ONLY

@@ -21,6 +21,7 @@ from egress_doctor.render.fix_yaml import render_fixes
 from egress_doctor.sources.files import read_yaml
 from egress_doctor.sources.view import ClusterInfo, MeshView, SidecarView, SniChain, VirtualHostInfo
 from tests.test_diagnose_evidence import (
+    AGENT,
     ARWWI,
     DDB_REGIONAL,
     DESCRIBE,
@@ -37,7 +38,7 @@ from tests.test_diagnose_evidence import (
     skipped,
 )
 from tests.test_diagnose_replies import envoy
-from tests.test_diagnose_transport import tls_eof, tls_failure
+from tests.test_diagnose_transport import plain_reset, tls_eof, tls_failure
 
 GOLDEN = Path(__file__).parent / "golden" / "explain"
 NS = "payments"
@@ -159,6 +160,24 @@ spec:
   host: istio-egressgateway.istio-system.svc.cluster.local
   subsets: [{name: dynamodb}]
 """
+GATEWAY_FOR_STS = """
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: istio-egressgateway, namespace: payments}
+spec:
+  selector: {istio: egressgateway}
+  servers:
+  - port: {number: %d, name: tls, protocol: TLS}
+    hosts: [sts.us-east-1.amazonaws.com]
+    tls: {mode: PASSTHROUGH}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: egressgateway, namespace: payments}
+spec:
+  host: istio-egressgateway.istio-system.svc.cluster.local
+  subsets: [{name: sts}]
+"""
 
 CASES = [
     MeshCase(
@@ -197,10 +216,11 @@ CASES = [
         mesh=mesh_view(se("aws-sts", [STS], port=80, protocol="HTTP")), golden="port-missing",
     ),
     MeshCase(
-        "metadata entry declares port 80 as TLS: block_all 502, the fix declares it HTTP",
-        [envoy(TOKEN, "block_all"), envoy(ROLE, "block_all"), skipped(IMDS_CREDS)], ["ED615"],
-        ["edit/serviceentry/payments/aws-imds"], identity=identity("imds"),
-        mesh=mesh_view(IMDS_ENTRY % ("addresses: [169.254.169.254]", "TLS")), golden="metadata-port-tls",
+        "a credentials agent named by host declares port 80 as TLS: plain HTTP falls to the blackhole, "
+        "the fix declares it HTTP",
+        [plain_reset(AGENT, host="credentials.agent.example")], ["ED615"],
+        ["edit/serviceentry/platform/agent"], identity=identity("pod-identity"),
+        mesh=mesh_view(se("agent", ["credentials.agent.example"], port=80)), golden="agent-port-tls",
     ),
     MeshCase(
         "metadata entry without the IP in addresses: Host 169.254.169.254 misses, the fix adds the address",
@@ -277,6 +297,25 @@ spec:
         [tls_eof(GCI)], ["ED621", "ED622"],
         ["edit/destinationrule/payments/egressgateway", "edit/gateway/payments/istio-egressgateway"],
         mesh=mesh_view(se("aws-sts", [STS]) + GATEWAY_VS + GATEWAY_WITHOUT_HOST), golden="egress-gateway-edit",
+    ),
+    MeshCase(
+        "the entry is exported to the pod's namespace only, so the egress gateway has no cluster for it: "
+        "the fix exports it to the gateway's namespace too",
+        [tls_eof(GCI)], ["ED650"], ["edit/serviceentry/payments/aws-sts"],
+        mesh=mesh_view(se("aws-sts", [STS], ns=NS, extra="  exportTo: ['.']\n") + GATEWAY_VS + GATEWAY_FOR_STS % 443),
+        golden="egress-gateway-hidden-entry",
+    ),
+    MeshCase(
+        "the Gateway serves the host on another port only: the fix adds a server for the port",
+        [tls_eof(GCI)], ["ED621"], ["edit/gateway/payments/istio-egressgateway"],
+        mesh=mesh_view(se("aws-sts", [STS]) + GATEWAY_VS + GATEWAY_FOR_STS % 8443), golden="egress-gateway-port",
+    ),
+    MeshCase(
+        "the route sends the host to the egress gateway but nothing routes it there: no fix the model can "
+        "verify, so none is printed",
+        [tls_eof(GCI)], ["ED301", "ED626"], [],
+        mesh=mesh_view(se("aws-sts", [STS]) + GATEWAY_VS.split("  - match: [{gateways: [istio-egressgateway]")[0]
+                       + "---\n" + GATEWAY_FOR_STS % 443),
     ),
     MeshCase(
         "no sidecar answers and the namespace is ambient: waypoint advice instead of a ServiceEntry",

@@ -132,7 +132,7 @@ def test_a_refused_ip_entry_is_repaired_into_one_the_webhook_admits() -> None:
     assert manifest["spec"]["endpoints"] == [{"address": "169.254.169.254"}]
 
 
-def test_a_sidecar_edit_goes_to_the_port_less_listener_or_a_new_last_one() -> None:
+def test_a_sidecar_edit_goes_to_the_listener_that_owns_the_port_else_the_catch_all_else_a_new_one() -> None:
     sidecar_text = """
 apiVersion: networking.istio.io/v1
 kind: Sidecar
@@ -149,5 +149,6 @@ spec:
     assert edits.import_into_sidecar(with_catch_all, "platform/a.example.com", 443).ops[0]["path"] == \
         "/spec/egress/1/hosts/-"
     new = edits.import_into_sidecar(only_port, "platform/a.example.com", 443)
-    assert new.ops[0] == {"op": "add", "path": "/spec/egress/-", "value": {"hosts": ["platform/a.example.com"]}}
+    assert new.ops[0] == {"op": "add", "path": "/spec/egress/0", "value": {
+        "port": {"number": 443, "protocol": "TLS", "name": "tls-443"}, "hosts": ["platform/a.example.com"]}}
     assert edits.admissible(new, {})

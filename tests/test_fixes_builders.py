@@ -186,9 +186,28 @@ def test_export_to_is_copied_from_the_options() -> None:
     assert plan.fixes[0].manifests[0]["spec"]["exportTo"] == ["*"]
 
 
-def test_an_ip_that_is_not_a_metadata_address_cannot_be_named_by_a_serviceentry() -> None:
-    with pytest.raises(ValueError, match=r"10\.0\.0\.5"):
-        build_fixes([need("10.0.0.5")])
+@pytest.mark.parametrize(("address", "port", "name", "placeholder"), [
+    ("10.1.2.3", 80, "egress-ip-10-1-2-3", "ip-10-1-2-3.egress.internal"),
+    ("10.1.2.3", 8080, "egress-ip-10-1-2-3", "ip-10-1-2-3.egress.internal"),
+    ("fd00:ec2::1234", 80, "egress-ip-fd00-ec2-1234", "ip-fd00-ec2-1234.egress.internal"),
+])
+def test_a_metadata_endpoint_at_any_ip_gets_a_placeholder_host_its_address_and_a_static_endpoint(
+        address: str, port: int, name: str, placeholder: str) -> None:
+    (fix,) = build_fixes([need(address, port, "http", "ED401")]).fixes
+    (manifest,) = fix.manifests
+    assert manifest["metadata"]["name"] == name
+    spec = manifest["spec"]
+    assert spec["hosts"] == [placeholder] and spec["addresses"] == [address]
+    assert spec["resolution"] == "STATIC" and spec["endpoints"] == [{"address": address}]
+    assert spec["ports"][0]["number"] == port and spec["ports"][0]["protocol"] == "HTTP"
+
+
+def test_with_the_annotation_form_any_ip_is_excluded_from_capture() -> None:
+    (fix,) = build_fixes([need("10.1.2.3", 80, "http", "ED401")], FixOptions(imds_fix="annotation")).fixes
+    assert "10.1.2.3/32" in (fix.patch or "")
+
+
+def test_no_serviceentry_names_an_ip_in_its_hosts() -> None:
     with pytest.raises(ValueError):
         external_service_entry("x", ["10.0.0.5"])
 

@@ -14,7 +14,7 @@ import pytest
 
 from egress_doctor.istio.objects import MeshConfig, Mode
 from egress_doctor.istio.parse import load_files
-from egress_doctor.istio.visibility import pod_view
+from egress_doctor.istio.scope import Proxy, proxy_scope
 from egress_doctor.lab import envoy
 from egress_doctor.lab.envoy import EnvoyError, EnvoyProcess, static_bootstrap, validate, write_dynamic
 from egress_doctor.lab.runner import allocate_ports
@@ -42,7 +42,7 @@ def ca_bundle(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 def resources(path: Path, mode: Mode, ports: LabPorts | None = None, ca: str = "") -> EnvoyResources:
     objects, _ = load_files([path], "app")
-    view = pod_view(objects, "app", MeshConfig(outbound_traffic_policy=mode))
+    view = proxy_scope(objects, Proxy("app"), MeshConfig(outbound_traffic_policy=mode))
     upstreams = Upstreams(aws=Endpoint("127.0.0.1", 21443), imds=Endpoint("127.0.0.1", 21080),
                           pod_identity=Endpoint("127.0.0.1", 21081), ca_bundle=ca)
     return translate(view, ports or LabPorts(20080, 20443, 20001, 20000), upstreams)

@@ -19,7 +19,7 @@ import urllib3
 from botocore.config import Config
 
 from egress_doctor.istio.objects import Mode
-from egress_doctor.istio.visibility import Reason
+from egress_doctor.istio.scope import Reason
 from egress_doctor.lab.runner import Lab, LabConfig
 from egress_doctor.net.connect_to import ConnectToMap, parse_connect_to_env
 from egress_doctor.net.dial import dial_scope
@@ -141,7 +141,7 @@ def test_blog_2018_entries_miss_regional_sts_and_the_account_endpoint_and_the_im
         lab_of: Callable[..., Lab], pod: Callable[[Lab], None]) -> None:
     lab = lab_of("blog-2018", mode=Mode.REGISTRY_ONLY, account_id=ACCOUNT)
     pod(lab)
-    assert lab.view is not None and "ServiceEntry default/aws-metadata" in lab.view.refused
+    assert lab.scope is not None and "ServiceEntry default/aws-metadata" in lab.scope.refused
     with pytest.raises(CLOSED) as sts:
         call(lab, "sts", "get_caller_identity")
     assert_handshake_closed(sts.value)  # the SNI listener read the ClientHello: usually RST
@@ -180,7 +180,7 @@ def test_a_sidecar_allow_any_policy_overrides_a_registry_only_mesh(
         lab_of: Callable[..., Lab], pod: Callable[[Lab], None]) -> None:
     lab = lab_of("allow-any", mode=Mode.REGISTRY_ONLY)
     pod(lab)
-    assert lab.view is not None and lab.view.mode is Mode.ALLOW_ANY
+    assert lab.scope is not None and lab.scope.mode is Mode.ALLOW_ANY
     assert call(lab, "sts", "get_caller_identity")["Account"]
 
 
@@ -200,7 +200,7 @@ def test_entries_the_pod_cannot_see_behave_as_if_they_did_not_exist(
         scenario: str, reason: Reason, lab_of: Callable[..., Lab], pod: Callable[[Lab], None]) -> None:
     lab = lab_of(scenario, mode=Mode.REGISTRY_ONLY)
     pod(lab)
-    assert lab.view is not None and lab.view.explain(STS)[0].reason is reason
+    assert lab.scope is not None and lab.scope.explain(STS)[0].reason is reason
     with pytest.raises(CLOSED) as sts:
         call(lab, "sts", "get_caller_identity")
     assert_handshake_closed(sts.value)

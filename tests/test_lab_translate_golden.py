@@ -17,7 +17,7 @@ import yaml
 
 from egress_doctor.istio.objects import MeshConfig, Mode
 from egress_doctor.istio.parse import load_files
-from egress_doctor.istio.visibility import pod_view
+from egress_doctor.istio.scope import Proxy, proxy_scope
 from egress_doctor.lab.translate import EnvoyResources, LabPorts, translate
 from egress_doctor.lab.upstreams import Endpoint, Upstreams
 
@@ -34,7 +34,7 @@ CASES += [(p.stem, p) for p in sorted(INPUTS.glob("*.yaml"))]
 
 def resources(path: Path, mode: Mode) -> EnvoyResources:
     objects, _ = load_files([path], "app")
-    return translate(pod_view(objects, "app", MeshConfig(outbound_traffic_policy=mode)), PORTS, UPSTREAMS)
+    return translate(proxy_scope(objects, Proxy("app"), MeshConfig(outbound_traffic_policy=mode)), PORTS, UPSTREAMS)
 
 
 def _addr(a: dict[str, Any]) -> str:

@@ -139,10 +139,10 @@ kind: ConfigMap
 metadata: {name: x}
 ---
 apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: gw}
+kind: WorkloadGroup
+metadata: {name: wg}
 """, "app")
-    assert objects == [] and [i.kind for i in ignored] == ["ConfigMap", "Gateway"]
+    assert objects == [] and [i.kind for i in ignored] == ["ConfigMap", "WorkloadGroup"]
 
 
 def test_a_kubernetes_list_is_flattened() -> None:

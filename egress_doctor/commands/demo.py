@@ -65,7 +65,7 @@ def run_demo(args: argparse.Namespace, env: Environment) -> int:
     )
     with Lab(config) as lab:
         out.know_secrets(lab.env)
-        for ref, messages in (lab.view.refused.items() if lab.view else []):
+        for ref, messages in (lab.scope.refused.items() if lab.scope else []):
             detail = "; ".join(m.message for m in messages)
             out.say(f"kubectl apply: {ref} refused by the Istio webhook: {detail}", dim=True)
         out.say(f"Lab up in {lab.bringup_seconds:.2f} s: Envoy admin at {lab.admin_url}.", dim=True)

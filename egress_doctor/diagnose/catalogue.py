@@ -13,10 +13,17 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from types import MappingProxyType
+from typing import Any
 
 import yaml
 
 LEVELS = ("error", "warning", "info")
+GROUPS = {
+    "blocked": "a generic cause: the host is unknown to the sidecar's registry",
+    "registry_blocks": "evidence that this sidecar blocks hosts missing from its registry",
+    "mesh_blocks": "a mesh explanation of why a destination is blocked",
+    "always_breaks": "breaks the host even under ALLOW_ANY",
+}
 CODE = re.compile(r"^ED[1-69]\d\d$")
 RANGES = {
     "1": "DNS",
@@ -42,6 +49,10 @@ class Entry:
     template: str
     args: tuple[str, ...]
     docs: str
+    # Attributes the rules read (GROUPS), and the mesh codes that may replace this one: None when
+    # it is not refined by the mesh view, () for any mesh explanation.
+    groups: tuple[str, ...] = ()
+    refined_by: tuple[str, ...] | None = None
 
     def render(self, args: Mapping[str, object]) -> str:
         """The message with `args` filled in; every declared argument is required, no others."""
@@ -67,6 +78,8 @@ def _entry(raw: Mapping[str, object]) -> Entry:
             template=str(raw["template"]),
             args=tuple(str(a) for a in raw["args"]),  # type: ignore[attr-defined]
             docs=str(raw["docs"]),
+            groups=tuple(str(g) for g in raw.get("groups") or ()),  # type: ignore[attr-defined]
+            refined_by=_refined_by(raw.get("refined_by")),
         )
     except KeyError as exc:
         raise CatalogueError(f"entry {raw.get('code', '?')} lacks {exc}") from None
@@ -76,9 +89,22 @@ def _entry(raw: Mapping[str, object]) -> Entry:
         raise CatalogueError(f"{entry.code}: level {entry.level!r} is not one of {LEVELS}")
     if template_fields(entry.template) != set(entry.args):
         raise CatalogueError(f"{entry.code}: template fields differ from args {list(entry.args)}")
+    unknown = set(entry.groups) - set(GROUPS)
+    if unknown:
+        raise CatalogueError(f"{entry.code}: unknown groups {sorted(unknown)}")
     if entry.docs != f"docs/findings/{entry.code}.md":
         raise CatalogueError(f"{entry.code}: docs must be docs/findings/{entry.code}.md")
     return entry
+
+
+def _refined_by(value: object) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if value == "any":
+        return ()
+    if isinstance(value, list):
+        return tuple(str(v) for v in value)
+    raise CatalogueError(f"refined_by must be 'any' or a list of codes, not {value!r}")
 
 
 def parse_catalogue(text: str) -> Mapping[str, Entry]:
@@ -106,3 +132,13 @@ def entry(code: str) -> Entry:
         return catalogue()[code]
     except KeyError:
         raise KeyError(f"{code} is not in the findings catalogue") from None
+
+
+def codes_with(group: str) -> Any:
+    """The codes in a group (a frozenset); for "refines", a mapping code → the mesh codes that may
+    replace it (None: any mesh explanation)."""
+    if group == "refines":
+        return {c: (e.refined_by or None) for c, e in catalogue().items() if e.refined_by is not None}
+    if group not in GROUPS:
+        raise KeyError(f"unknown group {group!r}")
+    return frozenset(c for c, e in catalogue().items() if group in e.groups)

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from egress_doctor.aws.hosts import is_ip
 from egress_doctor.diagnose.catalogue import entry
 from egress_doctor.diagnose.rules import CHECK_RULES, HOST_RULES, RUN_RULES
 from egress_doctor.diagnose.rules.base import Cause, HostGroup, Observation, RunContext, observe
@@ -23,7 +22,6 @@ from egress_doctor.diagnose.rules.mesh_explain import ExplainOptions
 from egress_doctor.diagnose.rules.notes import modern_endpoint
 from egress_doctor.diagnose.rules.predicted import predicted_destinations
 from egress_doctor.fixes.builders import (
-    METADATA_ENDPOINTS,
     FixOptions,
     FixPlan,
     build_fixes,
@@ -73,7 +71,7 @@ def diagnose(
     causes = find_causes(ctx)
     causes = [_gate(c, ctx) for c in causes]
     explain_options = ExplainOptions(wildcard=fix_options.wildcard, istio_api=fix_options.istio_api)
-    causes = refine_causes(causes, ctx, mesh, fix_options.namespace, explain_options)
+    causes = refine_causes(causes, ctx, mesh, fix_options, explain_options)
     causes += [note for c in causes for note in modern_endpoint(c)]
     plan = build_fixes((c.need for c in causes if c.need is not None), fix_options)
     hold = _hold_fix(causes, fix_options)
@@ -161,8 +159,7 @@ def _gate(c: Cause, ctx: RunContext) -> Cause:
     if need is None:
         return c
     proxied = ctx.proxy_for(need.scheme, need.host) is not None
-    unnamed = is_ip(need.host) and need.host not in METADATA_ENDPOINTS
-    if not (proxied or unnamed or not ctx.sidecar_in_path):
+    if not (proxied or not ctx.sidecar_in_path):
         return c
     return Cause(c.code, c.args, c.checks, c.hosts, None, c.hold_proxy, c.consumes)
 

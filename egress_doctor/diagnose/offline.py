@@ -2,11 +2,12 @@
 
     result = analyze(view, endpoints, options)   # checks (one per host), findings, fixes
 
-Each host gets one check: pass when this pod's sidecar would carry it (an entry it sees, declared
-for the SDK's protocol, nothing that breaks it; or ALLOW_ANY), fail otherwise. A failing host's
-finding is the mesh explanation (ED610-ED622: the entry that exists and why it does not apply,
-with the edit of that entry) or, when nothing exists, ED630 with a new ServiceEntry. Findings
-and fixes go through the same catalogue and fix builders as `check`. Pure.
+Each host gets one check: pass when the model of istiod says this pod reaches it (the whole path,
+through an egress gateway when the route goes there; or ALLOW_ANY), fail otherwise. A failing
+host's findings come from the same plan as `check`'s (diagnose.rules.mesh_plan): every cause,
+each fix applied to the model until the host is reachable; when nothing exists to edit, ED630
+with a new ServiceEntry; when no fix opens it, ED626 and no fix. Findings and fixes go through
+the same catalogue and fix builders as `check`. Pure.
 """
 
 from __future__ import annotations
@@ -18,21 +19,20 @@ from egress_doctor.aws.endpoints import SdkEndpoint
 from egress_doctor.aws.hosts import is_ip
 from egress_doctor.diagnose.engine import DiagnoseOptions, _finding, _merge
 from egress_doctor.diagnose.rules.base import Cause, Observation, observe
-from egress_doctor.diagnose.rules.mesh import mesh_fixes
+from egress_doctor.diagnose.rules.mesh import mesh_fixes, plan_causes
 from egress_doctor.diagnose.rules.mesh_explain import (
-    ALWAYS_BREAKS,
     ExplainOptions,
     Explanation,
     MeshContext,
     checked,
-    explain,
     mesh_context,
     passes,
     registry_only_override,
     visible_service,
 )
+from egress_doctor.diagnose.rules.mesh_plan import ModelState, plan_host
 from egress_doctor.diagnose.rules.notes import modern_endpoint
-from egress_doctor.fixes.builders import EgressNeed, build_fixes
+from egress_doctor.fixes.builders import EgressNeed, FixOptions, build_fixes
 from egress_doctor.fixes.edits import repair_refused_entry
 from egress_doctor.istio.objects import Mode, ServiceEntry
 from egress_doctor.model import CheckResult, Finding, Fix, Identity, RunFacts, Status, Target
@@ -57,27 +57,15 @@ def _check(endpoint: SdkEndpoint, status: Status, reason: str) -> CheckResult:
                        reason=reason, subject=endpoint.host)
 
 
-def _verdict(ctx: MeshContext, endpoint: SdkEndpoint) -> tuple[Status, str, list[Explanation]]:
-    host, port, scheme = endpoint.host, endpoint.port, endpoint.scheme
-    found = [e for e in explain(ctx, host, port, scheme) if e.blocks]
-    if ctx.mode is Mode.ALLOW_ANY:
-        found = [e for e in found if e.code in ALWAYS_BREAKS]
-    if found:
-        return Status.FAIL, f"{found[0].code}: {_short(found[0])}", found
-    if passes(ctx, host, port, scheme):
-        return Status.PASS, _covered_by(ctx, host), []
-    return Status.FAIL, "no ServiceEntry this pod sees covers it (REGISTRY_ONLY)", []
-
-
 def _short(e: Explanation) -> str:
     entry = e.args.get("entry") or e.args.get("rule") or e.args.get("route") or ""
     return f"{entry}".strip() or "see the finding"
 
 
 def _covered_by(ctx: MeshContext, host: str) -> str:
-    svc = visible_service(ctx.pod, host) if ctx.pod is not None else None
+    svc = visible_service(ctx.scope, host) if ctx.scope is not None else None
     if svc is not None:
-        return f"covered by {svc.entry.meta.ref} ({svc.hostname})"
+        return f"covered by {svc.ref} ({svc.hostname})"
     return "not registered: passes through (ALLOW_ANY)"
 
 
@@ -86,14 +74,13 @@ def analyze(view: MeshView, endpoints: Sequence[SdkEndpoint], identity: Identity
     facts = RunFacts(uid=1000, gid=1000, namespace=view.pod_namespace)
     fix_options = options.fix_options(facts)
     ctx = mesh_context(view, fix_options.namespace, ExplainOptions(fix_options.wildcard, fix_options.istio_api))
+    state = ModelState(ctx)
     result = Analysis()
     causes: list[Cause] = []
     for endpoint in endpoints:
-        status, reason, found = _verdict(ctx, endpoint)
-        check = _check(endpoint, status, reason)
-        result.checks.append(check)
-        observation = observe([check], identity, facts)[0]
-        causes += _causes(ctx, endpoint, status, found, observation)
+        observation, found = _host(state, ctx, endpoint, identity, facts, fix_options)
+        result.checks.append(observation.check)
+        causes += found
     causes += _refused(ctx, result, identity, facts, {c.args.get("entry") for c in causes})
     override = registry_only_override(ctx)
     if override is not None and any(c.status is Status.FAIL for c in result.checks):
@@ -105,15 +92,38 @@ def analyze(view: MeshView, endpoints: Sequence[SdkEndpoint], identity: Identity
     return result
 
 
+def _host(state: ModelState, ctx: MeshContext, endpoint: SdkEndpoint, identity: Identity, facts: RunFacts,
+          fix_options: FixOptions) -> tuple[Observation, list[Cause]]:
+    """One endpoint's check and causes; the plan's fixes stay in the model for the next host."""
+    host, port, scheme = endpoint.host, endpoint.port, endpoint.scheme
+    base = {"host": host, "port": port, "purpose": endpoint.purpose, "namespace": ctx.namespace}
+    if passes(state.ctx, host, port, scheme):
+        observation = observe([_check(endpoint, Status.PASS, _covered_by(state.ctx, host))], identity, facts)[0]
+        unregistered = state.ctx.mode is Mode.ALLOW_ANY and state.ctx.scope is not None \
+            and visible_service(state.ctx.scope, host) is None
+        return observation, [Cause("ED631", base, (observation,), (host,))] if unregistered else []
+    source = ctx.scope.mode_source if ctx.scope is not None else "mesh"
+    args = {**base, "mode_source": "mesh config" if source == "mesh" else source}
+    fallback = Explanation("ED630", args, host, port, new_entry=True)
+    plan = plan_host(state, host, port, scheme, fix_options, fallback)
+    reason = (f"{plan.explanations[0].code}: {_short(plan.explanations[0])}" if plan.explanations
+              else "no ServiceEntry this pod sees covers it (REGISTRY_ONLY)")
+    observation = observe([_check(endpoint, Status.FAIL, reason)], identity, facts)[0]
+    replaced = Cause("ED630", args, (observation,), (host,), _need(endpoint, "ED630"))
+    if not plan.explanations:
+        return observation, [replaced]
+    return observation, plan_causes(plan, plan.explanations, replaced, fallback)
+
+
 def _refused(ctx: MeshContext, result: Analysis, identity: Identity, facts: RunFacts,
              reported: set[object]) -> list[Cause]:
     """Objects in the files that istiod's webhook refuses (`kubectl apply` fails), each a failed check."""
     causes: list[Cause] = []
-    for ref, problems in (ctx.pod.refused.items() if ctx.pod is not None else ()):
+    for ref, problems in (ctx.scope.refused.items() if ctx.scope is not None else ()):
         check = CheckResult(id="analyze.admission", title=f"{ref} is admitted by istiod's webhook",
                             status=Status.FAIL, reason=problems[0].message, subject=ref)
         result.checks.append(check)
-        obj = ctx.by_ref.get(ref)
+        obj = next((o for o in ctx.view.objects or () if o.meta.ref == ref), None)
         if ref in reported or not isinstance(obj, ServiceEntry):
             continue
         edit = checked(ctx, repair_refused_entry(obj, is_ip))
@@ -127,21 +137,3 @@ def _refused(ctx: MeshContext, result: Analysis, identity: Identity, facts: RunF
 def _need(endpoint: SdkEndpoint, code: str) -> EgressNeed:
     """A `*.ddb.<region>…` host (account unknown) becomes a wildcard entry with resolution NONE."""
     return EgressNeed(endpoint.host, endpoint.port, code, "not covered by any ServiceEntry", endpoint.scheme)
-
-
-def _causes(ctx: MeshContext, endpoint: SdkEndpoint, status: Status, found: list[Explanation],
-            observation: Observation) -> list[Cause]:
-    checks = (observation,)
-    hosts = (endpoint.host,)
-    if found:
-        return [Cause(e.code, e.args, checks, hosts, _need(endpoint, e.code) if e.new_entry else None,
-                      edit=e.edit) for e in found]
-    base = {"host": endpoint.host, "port": endpoint.port, "purpose": endpoint.purpose,
-            "namespace": ctx.namespace}
-    if status is Status.FAIL:
-        source = ctx.pod.mode_source if ctx.pod is not None else "mesh"
-        args = {**base, "mode_source": "mesh config" if source == "mesh" else source}
-        return [Cause("ED630", args, checks, hosts, _need(endpoint, "ED630"))]
-    if ctx.mode is Mode.ALLOW_ANY and ctx.pod is not None and visible_service(ctx.pod, endpoint.host) is None:
-        return [Cause("ED631", base, checks, hosts)]
-    return []

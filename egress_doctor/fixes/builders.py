@@ -69,6 +69,18 @@ METADATA_ENDPOINTS: dict[str, MetadataEndpoint] = {
 }
 
 
+def metadata_endpoint(address: str) -> MetadataEndpoint:
+    """The known link-local endpoint at `address`, else one named after the address (an IMDS or
+    credentials endpoint moved by AWS_EC2_METADATA_SERVICE_ENDPOINT &c.: any IP, v4 or v6)."""
+    address = address.strip("[]")
+    known = METADATA_ENDPOINTS.get(address)
+    if known is not None:
+        return known
+    label = "ip-" + re.sub(r"[^0-9a-f]+", "-", address.lower()).strip("-")
+    return MetadataEndpoint(address, _dns_label(f"egress-{label}"), f"{label}.egress.internal",
+                            f"the endpoint at {address}")
+
+
 @dataclass(frozen=True)
 class EgressNeed:
     """One blocked destination, exactly as the SDK dialled it, and the finding that blocked it."""
@@ -78,6 +90,7 @@ class EgressNeed:
     code: str  # the finding code, e.g. ED301
     reason: str  # "TLS closed during handshake"
     scheme: str = "https"  # https → port protocol TLS; http → HTTP
+    export_to: tuple[str, ...] = ()  # overrides FixOptions.export_to (a host an egress gateway routes)
 
 
 @dataclass(frozen=True)
@@ -118,8 +131,8 @@ def service_entry_name(host: str) -> str:
     """A name that says the host: `sts-us-east-1-amazonaws-com`, `wildcard-ddb-us-east-1-amazonaws-com`;
     a metadata address gets its endpoint's name (aws-imds). A name longer than a DNS label ends in
     a digest of the host. `fixes.names.unique_name` keeps it clear of the objects in view."""
-    if host in METADATA_ENDPOINTS:
-        return METADATA_ENDPOINTS[host].name
+    if is_ip(host):
+        return metadata_endpoint(host).name
     return _dns_label(host.lower().rstrip(".").replace("*", "wildcard"))
 
 
@@ -186,7 +199,7 @@ def metadata_service_entry(
     `addresses` puts the IP into the HTTP route's domains (the SDK sends `Host: 169.254.169.254`);
     without it the request still lands on `block_all`.
     """
-    endpoint = METADATA_ENDPOINTS[address]
+    endpoint = metadata_endpoint(address)
     return {
         "apiVersion": api_version(istio_api),
         "kind": "ServiceEntry",
@@ -221,31 +234,40 @@ def _patch_command(namespace: str, patch: dict[str, Any]) -> str:
 
 
 def _need_line(need: EgressNeed) -> str:
-    host = METADATA_ENDPOINTS[need.host].address if need.host in METADATA_ENDPOINTS else need.host
+    host = f"[{need.host}]" if ":" in need.host else need.host
     return f"egress-doctor: {need.code} — allows {host}:{need.port} (blocked: {need.reason})"
 
 
-def _scope_line(options: FixOptions) -> str:
-    return f"Namespace {options.namespace}; exportTo {json.dumps(list(options.export_to))}."
+def _export_to(needs: Sequence[EgressNeed], options: FixOptions) -> tuple[str, ...]:
+    """The needs' own exportTo (a host an egress gateway routes) merged, else the options'."""
+    own = [ns for n in needs for ns in n.export_to]
+    return tuple(dict.fromkeys(own)) if own else tuple(options.export_to)
+
+
+def _scope_line(options: FixOptions, export_to: Sequence[str]) -> str:
+    line = f"Namespace {options.namespace}; exportTo {json.dumps(list(export_to))}."
+    if tuple(export_to) != tuple(options.export_to):
+        line += " (Exported beyond this namespace: an egress gateway routes it.)"
+    return line
 
 
 def _metadata_fix(address: str, needs: list[EgressNeed], options: FixOptions) -> Fix:
-    endpoint = METADATA_ENDPOINTS[address]
+    endpoint = metadata_endpoint(address)
+    export_to = _export_to(needs, options)
     manifest = metadata_service_entry(
-        address, needs[0].port, namespace=options.namespace, istio_api=options.istio_api,
-        export_to=options.export_to,
+        address, needs[0].port, namespace=options.namespace, istio_api=options.istio_api, export_to=export_to,
     )
     lines = [_need_line(n) for n in needs] + [
         f"{endpoint.label}: placeholder host {endpoint.placeholder}, addresses [{address}], STATIC.",
         f'Alternative: pod annotation {EXCLUDE_ANNOTATION}: "{endpoint.cidr}"'
-        " (pods restart; imds_fix=annotation).",
-        _scope_line(options),
+        " (pods restart; --imds-fix annotation).",
+        _scope_line(options, export_to),
     ]
     return Fix(id=f"serviceentry/{endpoint.name}", description="\n".join(lines), manifests=[manifest])
 
 
 def _exclusion_fix(needs: list[EgressNeed], options: FixOptions) -> Fix:
-    cidrs = sorted({METADATA_ENDPOINTS[n.host].cidr for n in needs})
+    cidrs = sorted({metadata_endpoint(n.host).cidr for n in needs})
     patch = pod_template_annotations_patch({EXCLUDE_ANNOTATION: ",".join(cidrs)})
     lines = [_need_line(n) for n in needs] + [
         "Not a manifest: exclude the address from the sidecar's capture (pods restart), e.g.",
@@ -266,16 +288,16 @@ def _entry_host(need: EgressNeed, options: FixOptions) -> str:
 def _service_fix(host: str, needs: list[EgressNeed], options: FixOptions) -> Fix:
     name = service_entry_name(host)
     ports = [(n.port, "TLS" if n.scheme == "https" else "HTTP") for n in needs]
+    export_to = _export_to(needs, options)
     manifest = external_service_entry(
-        name, [host], ports,
-        namespace=options.namespace, istio_api=options.istio_api, export_to=options.export_to,
+        name, [host], ports, namespace=options.namespace, istio_api=options.istio_api, export_to=export_to,
     )
     lines = [_need_line(n) for n in needs]
     if host.startswith("*."):
         lines.append("Wildcard host: resolution NONE forwards to the address the app resolved.")
     elif is_account_ddb_host(host):
         lines.append("Account-based DynamoDB endpoint; --wildcard allows *.ddb.<region>… (any account).")
-    lines.append(_scope_line(options))
+    lines.append(_scope_line(options, export_to))
     return Fix(id=f"serviceentry/{name}", description="\n".join(lines), manifests=[manifest])
 
 
@@ -291,11 +313,8 @@ def build_fixes(needs: Iterable[EgressNeed], options: FixOptions | None = None) 
     options = options or FixOptions()
     plan = FixPlan()
     unique = _unique(needs)
-    metadata = [n for n in unique if n.host in METADATA_ENDPOINTS]
-    services = [n for n in unique if n.host not in METADATA_ENDPOINTS]
-    for need in services:
-        if is_ip(need.host):
-            raise ValueError(f"no ServiceEntry can name the IP {need.host}; only metadata addresses can")
+    metadata = [n for n in unique if is_ip(n.host)]
+    services = [n for n in unique if not is_ip(n.host)]
     fixes: list[Fix] = []
     if metadata and options.imds_fix == "annotation":
         fixes.append(_exclusion_fix(metadata, options))

@@ -19,9 +19,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from egress_doctor.fixes.builders import MANAGED_BY, METADATA_ENDPOINTS, api_version
+from egress_doctor.fixes.builders import MANAGED_BY, METADATA_ENDPOINTS, api_version, service_entry_name
 from egress_doctor.fixes.manifest import Json, Op, apply_patch, base_manifest, patch_command
 from egress_doctor.istio.objects import (
+    DestinationRule,
     Ignored,
     IstioObject,
     IstioParseError,
@@ -80,9 +81,12 @@ def add_service_entry_host(se: ServiceEntry, host: str, port: int, protocol: str
     return Edit(se.meta.ref, f"add {host} to spec.hosts", tuple(ops), se)
 
 
-def export_to_namespace(se: ServiceEntry, namespace: str) -> Edit:
+def export_to_namespace(se: ServiceEntry, namespace: str, reach: Sequence[str] = (".",)) -> Edit:
+    """Add `namespace` to the entry's exportTo, keeping every namespace that sees it today:
+    without exportTo, the mesh's defaultServiceExportTo (`reach`) is written out first."""
     if not se.export_to:
-        op: Op = {"op": "add", "path": "/spec/exportTo", "value": [".", namespace]}
+        value = [*dict.fromkeys([*(r for r in reach if r != "~"), namespace])]
+        op: Op = {"op": "add", "path": "/spec/exportTo", "value": value}
     elif "~" in se.export_to:
         op = {"op": "replace", "path": "/spec/exportTo", "value": [namespace]}
     else:
@@ -145,22 +149,64 @@ def repair_refused_entry(se: ServiceEntry, is_ip: Any) -> Edit | None:
 # ---- Sidecar, DestinationRule ----------------------------------------------------------------------
 
 
-def import_into_sidecar(sc: Sidecar, entry: str, port: int) -> Edit:
-    """Add `ns/host` to the egress listener that would import it (the port-less one first)."""
+def import_into_sidecar(sc: Sidecar, entry: str, port: int, protocol: str = "TLS") -> Edit:
+    """Add `ns/host` to the egress listener that builds the listeners on `port`: the one declared
+    for that port (it owns the port: istiod locks it, the catch-all adds nothing to it), else the
+    catch-all; with neither, a listener for the port is added before any catch-all."""
     listeners = list(sc.egress)
-    index = next((i for i, e in enumerate(listeners) if e.port is None), None)
+    index = next((i for i, e in enumerate(listeners) if e.port and e.port.number == port), None)
     if index is None:
-        index = next((i for i, e in enumerate(listeners) if e.port and e.port.number == port), None)
+        index = next((i for i, e in enumerate(listeners) if e.port is None), None)
     if index is None:
-        op: Op = {"op": "add", "path": "/spec/egress/-", "value": {"hosts": [entry]}}
+        value = {"port": {"number": port, "protocol": protocol, "name": f"{protocol.lower()}-{port}"},
+                 "hosts": [entry]}
+        op: Op = {"op": "add", "path": "/spec/egress/0", "value": value}  # a catch-all must stay last
     else:
         op = {"op": "add", "path": f"/spec/egress/{index}/hosts/-", "value": entry}
-    return Edit(sc.meta.ref, f'add "{entry}" to spec.egress hosts', (op,), sc)
+    return Edit(sc.meta.ref, f'add "{entry}" to spec.egress[{index if index is not None else "new"}].hosts',
+                (op,), sc)
 
 
-def drop_tls_origination(dr: IstioObject) -> Edit:
-    return Edit(dr.meta.ref, "remove spec.trafficPolicy.tls (the app already speaks TLS)",
-                ({"op": "remove", "path": "/spec/trafficPolicy/tls"},), dr)
+def stop_tls_origination(rule: DestinationRule, hostname: str, port: int, client_namespace: str,
+                         read: Mapping[str, Mapping[str, Any]], root_namespace: str) -> tuple[Edit, str]:
+    """Stop `rule` from originating TLS on hostname:port, touching nothing else it does.
+
+    A rule for exactly this host: its port-level `tls` for the port, else its top-level `tls`,
+    is removed. A wildcard rule applies to other hosts too:
+    a rule for exactly this host in the client's namespace takes precedence there (istiod looks
+    in the client's namespace first, and the exact host wins within a namespace); it keeps the
+    wildcard rule's other settings for the host. Returns the edit and the remedy in words."""
+    policy = rule.policy
+    own = rule.host == hostname
+    port_index = next((i for i, p in enumerate(policy.port_level) if p.port == port), None) if policy else None
+    if own and port_index is not None:
+        path = f"/spec/trafficPolicy/portLevelSettings/{port_index}/tls"
+        edit = Edit(rule.meta.ref, f"remove portLevelSettings[{port_index}].tls (port {port})",
+                    ({"op": "remove", "path": path},), rule)
+        return edit, f"Remove the port {port} TLS setting from {rule.meta.ref}."
+    if own:
+        edit = Edit(rule.meta.ref, "remove spec.trafficPolicy.tls (the app already speaks TLS)",
+                    ({"op": "remove", "path": "/spec/trafficPolicy/tls"},), rule)
+        return edit, f"Remove trafficPolicy.tls from {rule.meta.ref}."
+    raw = read.get(rule.meta.ref) or {}
+    kept = {k: v for k, v in ((raw.get("spec") or {}).get("trafficPolicy") or {}).items()
+            if k not in ("tls", "portLevelSettings")}
+    spec: Json = {"host": hostname}
+    if kept:
+        spec["trafficPolicy"] = kept
+    name = _dns_label_for(hostname)
+    edit = new_object("DestinationRule", name, client_namespace, spec, _version_of(rule),
+                      f"a DestinationRule for exactly {hostname} without TLS origination")
+    return edit, (f"{rule.meta.ref} is a wildcard rule for other hosts too; a rule for exactly {hostname} in "
+                  f"{client_namespace} takes precedence for this pod without touching it.")
+
+
+def _dns_label_for(hostname: str) -> str:
+    return service_entry_name(hostname)
+
+
+def _version_of(obj: IstioObject) -> str:
+    return obj.meta.api_version.rpartition("/")[2] or "v1"
 
 
 def add_subset(dr: IstioObject, subset: str) -> Edit:

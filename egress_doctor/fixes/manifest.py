@@ -20,7 +20,7 @@ from egress_doctor.istio.objects import (
     Meta,
     ServiceEntry,
     Sidecar,
-    VirtualService,
+    TrafficPolicy,
 )
 
 Json = dict[str, Any]
@@ -42,7 +42,15 @@ def _drop_empty(spec: Json) -> Json:
 def _tls(tls: ClientTls | None) -> Json | None:
     if tls is None:
         return None
-    return _drop_empty({"mode": tls.mode, "sni": tls.sni, "caCertificates": tls.ca_certificates})
+    return _drop_empty({"mode": tls.mode, "sni": tls.sni, "caCertificates": tls.ca_certificates,
+                        "credentialName": tls.credential_name})
+
+
+def _policy(policy: TrafficPolicy | None) -> Json | None:
+    if policy is None:
+        return None
+    ports = [_drop_empty({"port": {"number": p.port}, "tls": _tls(p.tls)}) for p in policy.port_level]
+    return _drop_empty({"tls": _tls(policy.tls), "portLevelSettings": ports}) or None
 
 
 def _service_entry(se: ServiceEntry) -> Json:
@@ -70,14 +78,11 @@ def _sidecar(sc: Sidecar) -> Json:
 
 
 def _destination_rule(dr: DestinationRule) -> Json:
-    subsets = []
-    for s in dr.subsets:
-        tls = _tls(s.tls)
-        subsets.append(_drop_empty({"name": s.name, "labels": dict(s.labels),
-                                    "trafficPolicy": {"tls": tls} if tls else None}))
-    tls = _tls(dr.tls)
-    return _drop_empty({"host": dr.host, "trafficPolicy": {"tls": tls} if tls else None, "subsets": subsets,
-                        "exportTo": list(dr.export_to)})
+    subsets = [_drop_empty({"name": s.name, "labels": dict(s.labels), "trafficPolicy": _policy(s.policy)})
+               for s in dr.subsets]
+    selector = {"matchLabels": dict(dr.workload_selector)} if dr.workload_selector is not None else None
+    return _drop_empty({"host": dr.host, "trafficPolicy": _policy(dr.policy), "subsets": subsets,
+                        "exportTo": list(dr.export_to), "workloadSelector": selector})
 
 
 def to_manifest(obj: IstioObject) -> Json:
@@ -88,10 +93,8 @@ def to_manifest(obj: IstioObject) -> Json:
         spec = _sidecar(obj)
     elif isinstance(obj, DestinationRule):
         spec = _destination_rule(obj)
-    elif isinstance(obj, VirtualService):
-        raise ValueError("VirtualServices are not rewritten by egress-doctor")
-    else:  # pragma: no cover - IstioObject is closed
-        raise TypeError(type(obj).__name__)
+    else:
+        raise ValueError(f"{obj.meta.kind}s are rewritten by egress-doctor only from the object as read")
     return {"apiVersion": obj.meta.api_version, "kind": obj.meta.kind, "metadata": _metadata(obj.meta),
             "spec": spec}
 

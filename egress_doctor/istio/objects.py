@@ -20,7 +20,9 @@ from typing import TypeVar
 
 GROUP = "networking.istio.io"
 API_VERSIONS = ("v1", "v1beta1", "v1alpha3")
-KINDS = ("ServiceEntry", "Sidecar", "DestinationRule", "VirtualService")
+KINDS = ("ServiceEntry", "Sidecar", "DestinationRule", "VirtualService", "Gateway")
+# A Kubernetes Service (core/v1) is a service of the registry too (the egress gateway's, …).
+KUBE_SERVICE = "Service"
 ROOT_NAMESPACE = "istio-system"  # meshConfig.rootNamespace default
 MESH_GATEWAY = "mesh"  # the reserved gateway name that means "all sidecars"
 
@@ -100,6 +102,7 @@ class Meta:
     api_version: str = f"{GROUP}/v1"
     labels: Mapping[str, str] = field(default_factory=dict)
     source: str = ""  # "file.yaml#2" (document index), for messages
+    created: str = ""  # metadata.creationTimestamp (RFC 3339); istiod orders conflicts by it
 
     @property
     def ref(self) -> str:
@@ -168,23 +171,54 @@ class ClientTls:
     mode: str = "DISABLE"  # DISABLE | SIMPLE | MUTUAL | ISTIO_MUTUAL
     sni: str = ""
     ca_certificates: str = ""
+    credential_name: str = ""
+
+
+@dataclass(frozen=True)
+class PortTrafficPolicy:
+    """`trafficPolicy.portLevelSettings[]`: settings for one port. A port-level entry does not
+    inherit the rule-level `tls`: without its own, that port has none (GetPortLevelTrafficPolicy)."""
+
+    port: int
+    tls: ClientTls | None = None
+
+
+@dataclass(frozen=True)
+class TrafficPolicy:
+    tls: ClientTls | None = None
+    port_level: tuple[PortTrafficPolicy, ...] = ()
+
+    def tls_for(self, port: int) -> ClientTls | None:
+        """The TLS settings that apply on `port`: the port's entry when there is one."""
+        for entry in self.port_level:
+            if entry.port == port:
+                return entry.tls
+        return self.tls
 
 
 @dataclass(frozen=True)
 class Subset:
     name: str
     labels: Mapping[str, str] = field(default_factory=dict)
-    tls: ClientTls | None = None
+    policy: TrafficPolicy | None = None
+
+    @property
+    def tls(self) -> ClientTls | None:
+        return self.policy.tls if self.policy else None
 
 
 @dataclass(frozen=True)
 class DestinationRule:
     meta: Meta
     host: str
-    tls: ClientTls | None = None
+    policy: TrafficPolicy | None = None
     subsets: tuple[Subset, ...] = ()
     export_to: tuple[str, ...] = ()
     workload_selector: Mapping[str, str] | None = None
+
+    @property
+    def tls(self) -> ClientTls | None:
+        return self.policy.tls if self.policy else None
 
 
 @dataclass(frozen=True)
@@ -229,6 +263,18 @@ class HttpRoute:
 
 
 @dataclass(frozen=True)
+class TcpMatch:
+    port: int = 0
+    gateways: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TcpRoute:
+    match: tuple[TcpMatch, ...] = ()
+    route: tuple[RouteDestination, ...] = ()
+
+
+@dataclass(frozen=True)
 class VirtualService:
     meta: Meta
     hosts: tuple[str, ...]
@@ -236,7 +282,11 @@ class VirtualService:
     http: tuple[HttpRoute, ...] = ()
     tls: tuple[TlsRoute, ...] = ()
     export_to: tuple[str, ...] = ()
-    has_tcp: bool = False  # tcp routes are not modelled; only their presence
+    tcp: tuple[TcpRoute, ...] = ()
+
+    @property
+    def has_tcp(self) -> bool:
+        return bool(self.tcp)
 
     @property
     def applies_to_sidecars(self) -> bool:
@@ -244,7 +294,52 @@ class VirtualService:
         return not self.gateways or MESH_GATEWAY in self.gateways
 
 
-IstioObject = ServiceEntry | Sidecar | DestinationRule | VirtualService
+@dataclass(frozen=True)
+class ServerPort:
+    number: int
+    name: str = ""
+    protocol_name: str = ""
+    target_port: int = 0
+
+    @property
+    def protocol(self) -> Protocol:
+        return Protocol.parse(self.protocol_name)
+
+
+@dataclass(frozen=True)
+class Server:
+    """One `Gateway.spec.servers[]` entry; `hosts` as written (`ns/host` or `host`)."""
+
+    port: ServerPort
+    hosts: tuple[str, ...]
+    tls_mode: str = ""  # PASSTHROUGH | SIMPLE | MUTUAL | ISTIO_MUTUAL | AUTO_PASSTHROUGH | ""
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Gateway:
+    meta: Meta
+    selector: Mapping[str, str] = field(default_factory=dict)
+    servers: tuple[Server, ...] = ()
+
+
+@dataclass(frozen=True)
+class KubeService:
+    """A Kubernetes Service (core/v1): host `<name>.<namespace>.svc.cluster.local`."""
+
+    meta: Meta
+    ports: tuple[ServicePort, ...] = ()  # target_port: the pod port
+    cluster_ip: str = ""  # "" or "None" (headless)
+    selector: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def hostname(self) -> str:
+        return f"{self.meta.name}.{self.meta.namespace}.svc.{CLUSTER_DOMAIN}"
+
+
+CLUSTER_DOMAIN = "cluster.local"
+
+IstioObject = ServiceEntry | Sidecar | DestinationRule | VirtualService | Gateway | KubeService
 
 
 @dataclass(frozen=True)

@@ -19,27 +19,37 @@ from egress_doctor.istio.objects import (
     API_VERSIONS,
     GROUP,
     KINDS,
+    KUBE_SERVICE,
     ClientTls,
     Destination,
     DestinationRule,
     EgressListener,
+    Gateway,
     HttpMatch,
     HttpRoute,
     Ignored,
     IstioObject,
     IstioParseError,
+    KubeService,
     Location,
     Meta,
     Mode,
+    PortTrafficPolicy,
+    Protocol,
     Resolution,
     RouteDestination,
+    Server,
+    ServerPort,
     ServiceEntry,
     ServicePort,
     Sidecar,
     SidecarPort,
     Subset,
+    TcpMatch,
+    TcpRoute,
     TlsMatch,
     TlsRoute,
+    TrafficPolicy,
     VirtualService,
     WorkloadEntry,
 )
@@ -105,6 +115,9 @@ def parse_object(doc: Any, namespace: str, source: str = "") -> IstioObject | Ig
     kind = str(doc.get("kind", ""))
     api_version = str(doc.get("apiVersion", ""))
     group, _, version = api_version.partition("/")
+    if api_version == "v1" and kind == KUBE_SERVICE:
+        return _kube_service(_meta(doc, kind, api_version, namespace, source),
+                             _Spec(_mapping(doc.get("spec", {}), "spec", source), source))
     if group != GROUP or kind not in KINDS:
         return Ignored(source, kind or "?", f"not an egress kind ({api_version or 'no apiVersion'} {kind})")
     if version not in API_VERSIONS:
@@ -127,6 +140,7 @@ def _meta(doc: dict[str, Any], kind: str, api_version: str, namespace: str, sour
         api_version=api_version,
         labels={str(k): str(v) for k, v in (metadata.get("labels") or {}).items()},
         source=source,
+        created=str(metadata.get("creationTimestamp") or ""),
     )
 
 
@@ -190,11 +204,12 @@ class _Spec:
             raise self.fail(name, "must be an object")
         return {str(k): str(v) for k, v in value.items()}
 
-    def selector(self, name: str) -> dict[str, str] | None:
-        """`workloadSelector: {labels: ...}`; {} when present without labels, None when absent."""
+    def selector(self, name: str, key: str = "labels") -> dict[str, str] | None:
+        """`workloadSelector: {labels: ...}` (`matchLabels` for a DestinationRule); {} when present
+        without labels, None when absent."""
         if self.data.get(name) is None:
             return None
-        return self.child(name, self.data[name]).labels("labels") or {}
+        return self.child(name, self.data[name]).labels(key) or {}
 
     def enum(self, name: str, values: type[enum.StrEnum], default: enum.StrEnum) -> Any:
         raw = self.string(name, default.value)
@@ -271,23 +286,31 @@ def _client_tls(spec: _Spec, name: str = "tls") -> ClientTls | None:
         mode=tls.string("mode", "DISABLE") or "DISABLE",
         sni=tls.string("sni"),
         ca_certificates=tls.string("caCertificates"),
+        credential_name=tls.string("credentialName"),
     )
 
 
+def _traffic_policy(spec: _Spec) -> TrafficPolicy | None:
+    if spec.data.get("trafficPolicy") is None:
+        return None
+    policy = spec.child("trafficPolicy", spec.data["trafficPolicy"])
+    ports = []
+    for entry in policy.items("portLevelSettings"):
+        port = entry.child("port", entry.data.get("port"))
+        ports.append(PortTrafficPolicy(port=port.integer("number"), tls=_client_tls(entry)))
+    return TrafficPolicy(tls=_client_tls(policy), port_level=tuple(ports))
+
+
 def _destination_rule(meta: Meta, spec: _Spec) -> DestinationRule:
-    policy = spec.child("trafficPolicy", spec.data.get("trafficPolicy"))
-    subsets = []
-    for sub in spec.items("subsets"):
-        sub_policy = sub.child("trafficPolicy", sub.data.get("trafficPolicy"))
-        subsets.append(Subset(name=sub.string("name"), labels=sub.labels("labels") or {},
-                              tls=_client_tls(sub_policy)))
+    subsets = [Subset(name=sub.string("name"), labels=sub.labels("labels") or {}, policy=_traffic_policy(sub))
+               for sub in spec.items("subsets")]
     return DestinationRule(
         meta=meta,
         host=spec.string("host"),
-        tls=_client_tls(policy),
+        policy=_traffic_policy(spec),
         subsets=tuple(subsets),
         export_to=spec.strings("exportTo"),
-        workload_selector=spec.selector("workloadSelector"),
+        workload_selector=spec.selector("workloadSelector", "matchLabels"),
     )
 
 
@@ -329,8 +352,47 @@ def _virtual_service(meta: Meta, spec: _Spec) -> VirtualService:
         http=tuple(_http_route(r) for r in spec.items("http")),
         tls=tuple(_tls_route(r) for r in spec.items("tls")),
         export_to=spec.strings("exportTo"),
-        has_tcp=bool(spec.data.get("tcp")),
+        tcp=tuple(_tcp_route(r) for r in spec.items("tcp")),
     )
+
+
+def _tcp_route(spec: _Spec) -> TcpRoute:
+    matches = tuple(TcpMatch(port=m.integer("port"), gateways=m.strings("gateways")) for m in spec.items("match"))
+    return TcpRoute(match=matches, route=_route_destinations(spec))
+
+
+def _gateway(meta: Meta, spec: _Spec) -> Gateway:
+    servers = []
+    for server in spec.items("servers"):
+        port = server.child("port", server.data.get("port"))
+        tls = server.child("tls", server.data.get("tls"))
+        servers.append(Server(
+            port=ServerPort(number=port.integer("number"), name=port.string("name"),
+                            protocol_name=port.string("protocol"), target_port=port.integer("targetPort")),
+            hosts=server.strings("hosts"), tls_mode=tls.string("mode"), name=server.string("name")))
+    return Gateway(meta=meta, selector=spec.labels("selector") or {}, servers=tuple(servers))
+
+
+def kube_port_protocol(name: str, app_protocol: str) -> str:
+    """A Kubernetes Service port's protocol as istiod reads it: `appProtocol`, else the name's
+    prefix before `-` (`http-web`, `tls`), else unset (sniffed). pkg/config/kube/conversion.go"""
+    if app_protocol:
+        return app_protocol
+    prefix = name.split("-", 1)[0]
+    return prefix if Protocol.parse(prefix) is not Protocol.UNSUPPORTED else ""
+
+
+def _kube_service(meta: Meta, spec: _Spec) -> KubeService:
+    ports = []
+    for port in spec.items("ports"):
+        name = port.string("name")
+        target = port.data.get("targetPort")
+        number = port.integer("port")
+        ports.append(ServicePort(number=number, name=name,
+                                 protocol_name=kube_port_protocol(name, port.string("appProtocol")),
+                                 target_port=target if isinstance(target, int) else number))
+    return KubeService(meta=meta, ports=tuple(ports), cluster_ip=spec.string("clusterIP"),
+                       selector=spec.labels("selector") or {})
 
 
 _BUILDERS: dict[str, Any] = {
@@ -338,4 +400,5 @@ _BUILDERS: dict[str, Any] = {
     "Sidecar": _sidecar,
     "DestinationRule": _destination_rule,
     "VirtualService": _virtual_service,
+    "Gateway": _gateway,
 }

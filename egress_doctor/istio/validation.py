@@ -59,7 +59,9 @@ def validate(obj: IstioObject) -> list[ValidationMessage]:
         return validate_sidecar(obj)
     if isinstance(obj, DestinationRule):
         return validate_destination_rule(obj)
-    return validate_virtual_service(obj)
+    if isinstance(obj, VirtualService):
+        return validate_virtual_service(obj)
+    return []  # Gateway, Kubernetes Service: the CRD and API schemas decide
 
 
 def errors(messages: Iterable[ValidationMessage]) -> list[ValidationMessage]:
@@ -376,14 +378,17 @@ def validate_sidecar(sc: Sidecar) -> list[ValidationMessage]:
 
 
 def namespace_slash_host_errors(value: str) -> list[str]:
-    """Sidecar egress `hosts` entries: `ns/dnsName` with ns one of *, ., ~ or a namespace."""
+    """Sidecar egress `hosts` entries: `ns/dnsName` with ns one of *, . or a namespace, optionally
+    `~`-prefixed to exclude it (istiod master, agent/validation.go ValidateNamespaceSlashWildcardHostname;
+    1.30 refused the prefix)."""
     ns, slash, name = value.partition("/")
     if not slash or "/" in name:
         return ["host must be of form namespace/dnsName"]
     problems = []
     if not ns or not name:
         problems.append("config namespace and dnsName in host entry cannot be empty")
-    if ns not in ("*", ".", "~") and not is_dns1123_label(ns):
+    bare = ns.removeprefix("~")
+    if bare not in ("", "*", ".") and not is_dns1123_label(bare):
         problems.append(f"invalid namespace value {_q(ns)} in sidecar")
     if name != "*" and "." not in name:
         problems.append("short names (non FQDN) are not allowed")

@@ -124,9 +124,9 @@ def _start(args: argparse.Namespace, env: Any) -> Lab:
 
 def _report_refused(lab: Lab, env: Any) -> None:
     """What `kubectl apply` would have printed for the objects the webhook refuses."""
-    if lab.view is None:
+    if lab.scope is None:
         return
-    for ref, messages in lab.view.refused.items():
+    for ref, messages in lab.scope.refused.items():
         detail = "; ".join(m.message for m in messages)
         env.stderr.write(redact_patterns(f'Error from server: {ref}: admission webhook "validation.istio.io" '
                                          f"denied the request: configuration is invalid: {detail} (not applied)\n"))

@@ -1,9 +1,11 @@
-"""Envoy clusters for a pod's view, the way istiod builds them (cluster.go / conversion.go).
+"""The model's clusters (istio.xds.Cluster) as Envoy clusters whose endpoints are loopback fakes.
 
-`outbound|<port>|<subset>|<host>` per service port and DestinationRule subset, typed by resolution
-(DNS: STRICT_DNS / LOGICAL_DNS; STATIC and NONE: STATIC to the loopback fake the app would have
-reached, the Istio type kept in metadata), BlackHoleCluster STATIC without endpoints and
-PassthroughCluster to the fake AWS.
+`outbound|<port>|<subset>|<host>` typed by resolution (DNS: STRICT_DNS / LOGICAL_DNS; STATIC and
+NONE: STATIC to the loopback fake the app would have reached, the Istio type kept in metadata),
+with the TLS the model says the cluster originates; BlackHoleCluster STATIC without endpoints and
+PassthroughCluster to the fake AWS. Each cluster carries Istio's own metadata
+(`filter_metadata.istio`: its services, and `config`, the DestinationRule that configured it),
+as a real sidecar's do.
 """
 
 from __future__ import annotations
@@ -12,78 +14,65 @@ import ipaddress
 from typing import Any
 
 from egress_doctor.istio.objects import Mode, Resolution, ServicePort
-from egress_doctor.istio.visibility import PodView, Service
+from egress_doctor.istio.registry import Service
+from egress_doctor.istio.xds import BLACKHOLE, PASSTHROUGH, Cluster, ProxyConfig
 from egress_doctor.lab.upstreams import LINK_LOCAL_STANDINS, Endpoint, Upstreams
 
 Json = dict[str, Any]
 
 LAB_METADATA = "egress-doctor.lab"  # filter_metadata key for lab-only facts (the Istio original)
-BLACKHOLE, PASSTHROUGH = "BlackHoleCluster", "PassthroughCluster"
 CONNECT_TIMEOUT = "10s"  # meshConfig.connectTimeout default
-
-
-def cluster_name(port: int, host: str, subset: str = "") -> str:
-    return f"outbound|{port}|{subset}|{host}"
-
-
-def destination_cluster(dest: Any, listener_port: int, view: PodView) -> str:
-    """GetDestinationCluster: the destination's port, else the service's only port, else ours."""
-    port = dest.port
-    svc = view.service(dest.host)
-    if not port:
-        port = svc.ports[0].number if svc and len(svc.ports) == 1 else listener_port
-    return cluster_name(port, dest.host, dest.subset)
 
 
 def lab_passthrough(ip: str) -> str:
     return f"lab|passthrough|{ip}"
 
 
-def build_clusters(view: PodView, upstreams: Upstreams, notes: list[str]) -> list[Json]:
+def build_clusters(config: ProxyConfig, upstreams: Upstreams, notes: list[str]) -> list[Json]:
     clusters = [
         {"name": BLACKHOLE, "type": "STATIC", "connect_timeout": CONNECT_TIMEOUT},
         _static_cluster(PASSTHROUGH, [upstreams.aws] if upstreams.aws else [], "ORIGINAL_DST"),
     ]
     for ip in LINK_LOCAL_STANDINS:
-        if (target := upstreams.for_ip(ip)) is not None and view.mode is Mode.ALLOW_ANY:
+        if (target := upstreams.for_ip(ip)) is not None and config.mode is Mode.ALLOW_ANY:
             clusters.append(_static_cluster(lab_passthrough(ip), [target], "ORIGINAL_DST"))
-    for svc in view.services:
-        rule = view.destination_rule(svc.hostname)
-        for port in svc.ports:
-            subsets = [("", rule.tls if rule else None)]
-            subsets += [(s.name, s.tls or rule.tls) for s in rule.subsets] if rule else []
-            for subset, tls in subsets:
-                cluster = _service_cluster(svc, port, subset, upstreams, notes)
-                if tls is not None and tls.mode == "SIMPLE":
-                    cluster["transport_socket"] = _upstream_tls(tls.sni or svc.hostname, upstreams.ca_bundle)
-                clusters.append(cluster)
+    for cluster in config.clusters.values():
+        if cluster.service is None or cluster.port is None:
+            continue
+        built = _service_cluster(cluster, cluster.service, cluster.port, upstreams, notes)
+        if cluster.tls is not None and cluster.tls.mode == "SIMPLE":
+            built["transport_socket"] = _upstream_tls(cluster.tls.sni or cluster.service.hostname,
+                                                      upstreams.ca_bundle)
+        clusters.append(built)
     return clusters
 
 
-def _service_cluster(svc: Service, port: ServicePort, subset: str, upstreams: Upstreams,
+def _service_cluster(cluster: Cluster, svc: Service, port: ServicePort, upstreams: Upstreams,
                      notes: list[str]) -> Json:
-    name = cluster_name(port.number, svc.hostname, subset)
+    name = cluster.name
     targets = _targets(svc, port, upstreams)
-    metadata = {"istio": {"services": [{"host": svc.hostname, "name": svc.hostname,
-                                        "namespace": svc.namespace}]}}
+    istio: Json = {"services": [{"host": svc.hostname, "name": svc.hostname, "namespace": svc.namespace}]}
+    if cluster.rule is not None:
+        rule = cluster.rule.rule
+        istio["config"] = (f"/apis/networking.istio.io/v1/namespaces/{rule.meta.namespace}/destination-rule/"
+                           f"{rule.meta.name}")
     if svc.resolution in (Resolution.DNS, Resolution.DNS_ROUND_ROBIN):
         kind = "STRICT_DNS" if svc.resolution is Resolution.DNS or len(targets) != 1 else "LOGICAL_DNS"
         if not targets:
             notes.append(f"{name}: no endpoint the lab can reach; the cluster stays empty (DNS failure)")
-        cluster = {"name": name, "type": kind, "connect_timeout": CONNECT_TIMEOUT, "lb_policy": "ROUND_ROBIN",
-                   "dns_lookup_family": "V4_ONLY", "respect_dns_ttl": True,
-                   "load_assignment": _load_assignment(name, targets)}
+        built: Json = {"name": name, "type": kind, "connect_timeout": CONNECT_TIMEOUT, "lb_policy": "ROUND_ROBIN",
+                       "dns_lookup_family": "V4_ONLY", "respect_dns_ttl": True,
+                       "load_assignment": _load_assignment(name, targets)}
     else:
-        istio_type = "ORIGINAL_DST" if svc.resolution is Resolution.NONE else "EDS"
-        cluster = _static_cluster(name, targets, istio_type)
-    cluster.setdefault("metadata", {}).setdefault("filter_metadata", {}).update(metadata)
-    return cluster
+        built = _static_cluster(name, targets, cluster.istio_type)
+    built.setdefault("metadata", {}).setdefault("filter_metadata", {})["istio"] = istio
+    return built
 
 
 def _targets(svc: Service, port: ServicePort, upstreams: Upstreams) -> list[Endpoint]:
     """Where the lab sends what istiod would send to the service's endpoints or original dst."""
     original_dst = svc.resolution is Resolution.NONE
-    if original_dst or (not svc.entry.endpoints and svc.resolution is not Resolution.STATIC):
+    if original_dst or (not svc.endpoints and svc.resolution is not Resolution.STATIC):
         for address in svc.addresses:
             if target := upstreams.for_ip(address.split("/")[0]):
                 return [target]
@@ -92,7 +81,7 @@ def _targets(svc: Service, port: ServicePort, upstreams: Upstreams) -> list[Endp
         served = upstreams.serves(svc.hostname) or wildcard_aws
         return [upstreams.aws] if served and upstreams.aws else []
     out: list[Endpoint] = []
-    for ep in svc.entry.endpoints:
+    for ep in svc.endpoints:
         number = ep.ports.get(port.name, port.target_port or port.number)
         out += _endpoint_target(ep.address, number, svc, upstreams)
     return out

@@ -1,98 +1,78 @@
-"""Envoy HTTP route configs for a pod's view, the way istiod builds them (httproute.go).
+"""The model's HTTP route configurations (istio.xds.RouteConfig) as Envoy route configurations.
 
-One route config per HTTP port: virtual hosts `<host>:<port>` with domains = host + addresses
-(`IgnorePortInHostMatching`), a `default` route or the VirtualService's HTTP routes, and last
-`block_all` (direct 502) or `allow_any` (PassthroughCluster, timeout 0).
+Istio's shape is kept (`<host>:<port>` virtual hosts, istiod's retry policy and timeouts, last
+`block_all` or `allow_any`, `ignore_port_in_host_matching`); the lab adds the loopback stand-in
+of each link-local address to the domains that name it, routes `allow_any` requests for the
+link-local hosts to their fakes, and names each virtual host in a response header.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import re
-from typing import Any
 
-from egress_doctor.istio.objects import Mode, Protocol
-from egress_doctor.istio.visibility import PodView, Service
-from egress_doctor.lab.clusters import PASSTHROUGH, Json, cluster_name, destination_cluster, lab_passthrough
+from egress_doctor.istio.objects import Mode
+from egress_doctor.istio.outbound import catch_all_vhost
+from egress_doctor.istio.xds import ALLOW_ANY, PASSTHROUGH, Route, RouteConfig, VirtualHost
+from egress_doctor.lab.clusters import Json, lab_passthrough
 from egress_doctor.lab.upstreams import LINK_LOCAL_STANDINS, Upstreams
 
-BLOCK_ALL, ALLOW_ANY = "block_all", "allow_any"
+VHOST_HEADER = "x-egress-doctor-vhost"  # lab only: which virtual host answered
+_RETRY = {"retry_on": "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes",
+          "num_retries": 2, "retry_host_predicate": [{"name": "envoy.retry_host_predicates.previous_hosts",
+                                                      "typed_config": {"@type": "type.googleapis.com/envoy."
+                                                                       "extensions.retry.host.previous_hosts.v3."
+                                                                       "PreviousHostsPredicate"}}],
+          "host_selection_retry_max_attempts": "5", "retriable_status_codes": [503]}
 
 
-def route_config(view: PodView, port: int, upstreams: Upstreams) -> Json:
-    vhosts: list[Json] = []
-    seen: set[str] = set()
-    for svc in view.services:
-        sp = svc.port(port)
-        if sp is None or not (sp.protocol.is_http or sp.protocol is Protocol.UNSUPPORTED):
-            continue
-        domains = [d for d in _domains(svc) if d not in seen]
-        seen.update(domains)
-        if domains:
-            vhosts.append({"name": f"{svc.hostname}:{port}", "domains": domains,
-                           "include_request_attempt_count": True,
-                           "routes": _http_routes(svc.hostname, port, view)})
-    vhosts.sort(key=lambda v: v["name"])
-    vhosts.append(_catch_all_vhost(view.mode, upstreams))
-    return {"name": str(port), "virtual_hosts": vhosts, "validate_clusters": False,
+def catch_all_only(name: str, mode: Mode) -> RouteConfig:
+    return RouteConfig(name, (catch_all_vhost(mode),))
+
+
+def route_config(config: RouteConfig, mode: Mode, upstreams: Upstreams) -> Json:
+    vhosts = [_vhost(v, mode, upstreams) for v in config.virtual_hosts]
+    return {"name": config.name, "virtual_hosts": vhosts, "validate_clusters": False,
             "max_direct_response_body_size_bytes": 1048576, "ignore_port_in_host_matching": True}
 
 
-def _domains(svc: Service) -> list[str]:
-    """generateVirtualHostDomains: the host and each non-CIDR address (+ the lab stand-in)."""
-    domains = [svc.hostname]
-    for address in svc.addresses:
-        net = ipaddress.ip_network(address, strict=False)
-        if net.num_addresses == 1:
-            ip = str(net.network_address)
-            domains.append(ip)
-            if ip in LINK_LOCAL_STANDINS:
-                domains.append(LINK_LOCAL_STANDINS[ip])
-    return domains
+def _domains(vhost: VirtualHost) -> list[str]:
+    out: list[str] = []
+    for domain in vhost.domains:
+        out.append(domain)
+        if domain in LINK_LOCAL_STANDINS:
+            out.append(LINK_LOCAL_STANDINS[domain])
+    return list(dict.fromkeys(out))
 
 
-def _http_routes(hostname: str, port: int, view: PodView) -> list[Json]:
-    for vs in view.virtual_services:
-        if hostname in vs.hosts and vs.http:
-            routes = [r for route in vs.http for r in _vs_http_route(route, port, view)]
-            if routes:
-                return routes
-    return [_route("default", {"prefix": "/"}, cluster_name(port, hostname))]
-
-
-def _vs_http_route(route: Any, port: int, view: PodView) -> list[Json]:
-    clusters = [(destination_cluster(d.destination, port, view), d.weight) for d in route.route]
-    if not clusters:
-        return []
-    matches = [m for m in route.match if m.port in (0, port) and (not m.gateways or "mesh" in m.gateways)]
-    if route.match and not matches:
-        return []
-    out = []
-    for m in matches or [None]:
-        envoy_match = {"path": m.exact} if m and m.exact else {"prefix": (m.prefix if m else "") or "/"}
-        out.append(_route(route.name, envoy_match, clusters[0][0] if len(clusters) == 1 else clusters))
+def _vhost(vhost: VirtualHost, mode: Mode, upstreams: Upstreams) -> Json:
+    routes = [_route(r) for r in vhost.routes]
+    if vhost.name == ALLOW_ANY and mode is Mode.ALLOW_ANY:
+        routes = _link_local_passthrough(upstreams) + routes
+    out: Json = {"name": vhost.name, "domains": _domains(vhost), "include_request_attempt_count": True,
+                 "routes": routes,
+                 "response_headers_to_add": [{"header": {"key": VHOST_HEADER, "value": vhost.name},
+                                              "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]}
     return out
 
 
-def _route(name: str, match: Json, cluster: str | list[tuple[str, int]]) -> Json:
-    action: Json = {"timeout": "0s", "max_grpc_timeout": "0s", "retry_policy": {
-        "retry_on": "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes",
-        "num_retries": 2, "retry_host_predicate": [{"name": "envoy.retry_host_predicates.previous_hosts",
-                                                    "typed_config": {"@type": "type.googleapis.com/envoy."
-                                                                     "extensions.retry.host.previous_hosts.v3."
-                                                                     "PreviousHostsPredicate"}}],
-        "host_selection_retry_max_attempts": "5", "retriable_status_codes": [503]}}
-    if isinstance(cluster, str):
-        action["cluster"] = cluster
+def _route(route: Route) -> Json:
+    match: Json = {"path": route.exact} if route.exact else {"prefix": route.prefix or "/"}
+    if route.direct_status:
+        return {"name": route.name, "match": match, "direct_response": {"status": route.direct_status}}
+    action: Json = {"timeout": "0s", "max_grpc_timeout": "0s"}
+    if route.cluster == PASSTHROUGH and route.name == ALLOW_ANY:
+        action["cluster"] = PASSTHROUGH
+        return {"name": route.name, "match": match, "route": action}
+    action["retry_policy"] = _RETRY
+    if route.weighted:
+        action["weighted_clusters"] = {"clusters": [{"name": n, "weight": w or 1} for n, w in route.weighted]}
     else:
-        action["weighted_clusters"] = {"clusters": [{"name": n, "weight": w or 1} for n, w in cluster]}
-    return {"name": name, "match": match, "route": action, "decorator": {"operation": f"{name}/*"}}
+        action["cluster"] = route.cluster
+    return {"name": route.name, "match": match, "route": action, "decorator": {"operation": f"{route.name}/*"}}
 
 
-def _catch_all_vhost(mode: Mode, upstreams: Upstreams) -> Json:
-    if mode is Mode.REGISTRY_ONLY:
-        return {"name": BLOCK_ALL, "domains": ["*"], "include_request_attempt_count": True,
-                "routes": [{"name": BLOCK_ALL, "match": {"prefix": "/"}, "direct_response": {"status": 502}}]}
+def _link_local_passthrough(upstreams: Upstreams) -> list[Json]:
+    """ALLOW_ANY sends a request to the address the app dialled: for the link-local hosts, their fake."""
     routes = []
     for ip, standin in LINK_LOCAL_STANDINS.items():
         if upstreams.for_ip(ip) is not None:
@@ -100,6 +80,4 @@ def _catch_all_vhost(mode: Mode, upstreams: Upstreams) -> Json:
             routes.append({"name": ALLOW_ANY, "match": {"prefix": "/", "headers": [
                 {"name": ":authority", "string_match": {"safe_regex": {"regex": authority}}}]},
                 "route": {"cluster": lab_passthrough(ip), "timeout": "0s", "max_grpc_timeout": "0s"}})
-    routes.append({"name": ALLOW_ANY, "match": {"prefix": "/"},
-                   "route": {"cluster": PASSTHROUGH, "timeout": "0s", "max_grpc_timeout": "0s"}})
-    return {"name": ALLOW_ANY, "domains": ["*"], "routes": routes, "include_request_attempt_count": True}
+    return routes

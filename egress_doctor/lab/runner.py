@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from egress_doctor.istio.objects import IstioObject, MeshConfig, Mode
 from egress_doctor.istio.parse import load_files, parse_documents
-from egress_doctor.istio.visibility import PodView, pod_view
+from egress_doctor.istio.scope import Proxy, Scope, proxy_scope
 from egress_doctor.lab.envoy import EnvoyError, EnvoyProcess, static_bootstrap, validate, write_dynamic
 from egress_doctor.lab.translate import ISTIO_VERSION, EnvoyResources, LabPorts, translate
 from egress_doctor.lab.upstreams import LINK_LOCAL_STANDINS, Endpoint, Upstreams
@@ -90,7 +90,7 @@ class Lab:
     env: dict[str, str] = field(default_factory=dict)  # the pod's AWS environment + connect-to
     connect_to: list[str] = field(default_factory=list)
     ports: LabPorts | None = None
-    view: PodView | None = None
+    scope: Scope | None = None  # what the sidecar is configured with, and why
     resources: EnvoyResources | None = None
     directory: Path | None = None
     bringup_seconds: float = 0.0
@@ -125,7 +125,7 @@ class Lab:
             if self.config.sidecar_ready:
                 self._launch()
             else:
-                self.view = self._view(self._objects)
+                self.scope = self._scope(self._objects)
             self.connect_to = connect_to_rules(self.ports)
             self.env = self._environment()
         except BaseException:
@@ -157,7 +157,7 @@ class Lab:
             if self.config.sidecar_ready:
                 self._launch()
             else:
-                self.view = self._view(self._objects)
+                self.scope = self._scope(self._objects)
         except EnvoyError:
             if self._envoy is not None:  # refused before the running Envoy was touched
                 self.config, self._objects = before
@@ -173,15 +173,15 @@ class Lab:
     def objects(self) -> list[IstioObject]:
         return list(self._objects)
 
-    def _view(self, objects: Sequence[IstioObject]) -> PodView:
-        return pod_view(objects, self.config.namespace, self.config.mesh(), self.config.labels)
+    def _scope(self, objects: Sequence[IstioObject]) -> Scope:
+        return proxy_scope(objects, Proxy(self.config.namespace, self.config.labels), self.config.mesh())
 
     def _launch(self) -> None:
         """Translate and (re)start Envoy. A running Envoy is only replaced by a config that
         `envoy --mode validate` accepts, so a bad reconfigure leaves the lab as it was."""
         assert self.directory and self.ports and self.fakes
-        view = self._view(self._objects)
-        resources = translate(view, self.ports, self.fakes.upstreams(), self.config.istio_version,
+        scope = self._scope(self._objects)
+        resources = translate(scope, self.ports, self.fakes.upstreams(), self.config.istio_version,
                               self.config.assume_http_80)
         self._generation += 1
         if self._envoy is not None:
@@ -193,7 +193,7 @@ class Lab:
         if self._envoy is not None:
             self._envoy.stop()
             self._envoy = None
-        self.view, self.resources = view, resources
+        self.scope, self.resources = scope, resources
         envoy = EnvoyProcess(bootstrap, f"http://{LOOPBACK}:{self.ports.admin}", self.directory / "envoy.log")
         self._envoy = envoy.start()
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from egress_doctor.istio.objects import GROUP, KINDS, IstioObject, IstioParseError, MeshConfig
+from egress_doctor.istio.objects import GROUP, KINDS, KUBE_SERVICE, IstioObject, IstioParseError, MeshConfig
 from egress_doctor.istio.parse import parse_object
 from egress_doctor.istio.yaml_load import load_all
 from egress_doctor.sources.kube_facts import parse_mesh_config
@@ -92,15 +92,14 @@ def _take(doc: Any, namespace: str, source: str, read: FileRead) -> None:
     if not isinstance(doc, dict):
         raise FilesError(f"{source}: a document must be a mapping")
     kind, api = str(doc.get("kind", "")), str(doc.get("apiVersion", ""))
-    if api.startswith(GROUP + "/") and kind in KINDS:
+    if (api.startswith(GROUP + "/") and kind in KINDS) or (api == "v1" and kind == KUBE_SERVICE):
         obj = parse_object(doc, namespace, source)
         if not isinstance(obj, IstioObject):
             return
         read.objects.append(obj)
         read.manifests[obj.meta.ref] = doc
-    elif (gateway := gateway_info(doc, namespace)) is not None:
-        read.gateways.append(gateway)
-        read.manifests[gateway.ref] = doc
+        if (gateway := gateway_info(doc, namespace)) is not None:
+            read.gateways.append(gateway)
     elif (mesh := _mesh_config(doc, source)) is not None:
         read.mesh, read.mesh_source = mesh, f"{kind} {source}"
     elif kind == "Namespace" and (doc.get("metadata") or {}).get("name") == namespace:

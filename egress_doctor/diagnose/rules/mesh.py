@@ -1,13 +1,13 @@
 """Mesh rules: what the `MeshView` (the sidecar's admin view, the Istio objects) says about a host
 the other rules found blocked, and the run-level mesh facts.
 
-With a view, the generic "host not in the registry" causes (ED301 TLS closed, ED401 block_all,
-ED205 plain-HTTP closed, ED307 predicted) become the precise one (ED610-ED625): not exported,
-hidden by a Sidecar, declared HTTP, a near-miss name, refused by the webhook, a DNS cluster
-without endpoints, or "this sidecar has no entry for it; it has one for …". ED305 (TLS spoken to
-a plaintext listener) becomes ED620 when a DestinationRule originates TLS, ED403 (no healthy
-upstream) ED619. Their fix edits the object that exists (`Cause.edit`) rather than adding a new
-one beside it. Without a view nothing changes. Pure: the view was read before.
+With a view, the generic "host not in the registry" causes become the precise ones the catalogue
+marks as refined by the mesh (`refines` in catalogue.yaml): not exported, hidden by a Sidecar,
+declared HTTP, a near-miss name, refused by the webhook, a DNS cluster without endpoints, an
+egress gateway that cannot route it, or "this sidecar has no entry for it; it has one for …".
+Each host's causes come from `mesh_plan`: every cause found, each fix applied to the model and
+the host re-evaluated until the model says it is reachable. A host the plan cannot open gets
+ED626 and no fix at all (a wrong fix is worse than none). Without a view nothing changes. Pure.
 """
 
 from __future__ import annotations
@@ -15,45 +15,32 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Sequence
 
+from egress_doctor.diagnose.catalogue import codes_with
 from egress_doctor.diagnose.rules.base import Cause, RunContext
-from egress_doctor.diagnose.rules.mesh_explain import (
-    ExplainOptions,
-    Explanation,
-    MeshContext,
-    explain,
-    mesh_context,
-    passes,
-)
+from egress_doctor.diagnose.rules.mesh_explain import ExplainOptions, Explanation, MeshContext, mesh_context, passes
 from egress_doctor.diagnose.rules.mesh_explain import registry_only_override as _override
+from egress_doctor.diagnose.rules.mesh_plan import HostPlan, ModelState, plan_host
+from egress_doctor.fixes.builders import FixOptions
 from egress_doctor.fixes.edits import edit_fixes
 from egress_doctor.model import Fix
 from egress_doctor.sources.view import MeshView
 
-# Generic "unknown destination" causes, and the mesh codes that may replace each.
 PREDICTED = "ED307"  # a host not called yet, predicted blocked
-BLOCKED = ("ED301", "ED401", "ED205", PREDICTED)
-REFINES: dict[str, tuple[str, ...] | None] = {
-    **{code: None for code in BLOCKED},  # None: any mesh explanation
-    "ED305": ("ED620",),
-    "ED403": ("ED619",),
-}
-# Mesh codes that explain a blocked destination (ED612 is context for them).
-MESH_BLOCKS = ("ED610", "ED611", "ED613", "ED614", "ED615", "ED616", "ED617", "ED618", "ED619", "ED625")
 
 
 def refine_causes(
-    causes: Sequence[Cause], ctx: RunContext, view: MeshView | None, namespace: str,
+    causes: Sequence[Cause], ctx: RunContext, view: MeshView | None, fix_options: FixOptions,
     options: ExplainOptions | None = None,
 ) -> list[Cause]:
     """The causes with mesh explanations swapped in, plus the run-level mesh causes."""
     if view is None:
         return list(causes)
-    mctx = mesh_context(view, namespace, options)
+    state = ModelState(mesh_context(view, fix_options.namespace, options))
     out: list[Cause] = []
     for c in causes:
-        out += _refine(c, ctx, mctx) if ctx.sidecar_in_path else [c]
-    blocked = any(c.code in BLOCKED or c.code in MESH_BLOCKS for c in out)
-    return out + run_causes(mctx, blocked)
+        out += _refine(c, ctx, state, fix_options) if ctx.sidecar_in_path else [c]
+    blocked = any(c.code in codes_with("blocked") or c.code in codes_with("mesh_blocks") for c in out)
+    return out + run_causes(state.ctx, blocked)
 
 
 def _destination(c: Cause) -> tuple[str, int, str] | None:
@@ -70,24 +57,56 @@ def _ambient(mctx: MeshContext) -> bool:
     return mctx.view.ambient and (sidecar is None or not sidecar.present)
 
 
-def _refine(c: Cause, ctx: RunContext, mctx: MeshContext) -> list[Cause]:
-    if c.code not in REFINES or (where := _destination(c)) is None:
+def _refine(c: Cause, ctx: RunContext, state: ModelState, fix_options: FixOptions) -> list[Cause]:
+    refines = codes_with("refines")
+    if c.code not in refines or (where := _destination(c)) is None:
         return [c]
-    if _ambient(mctx) and c.code in BLOCKED:
+    if _ambient(state.ctx) and c.code in codes_with("blocked"):
         # No sidecar blocked it: ztunnel does not enforce REGISTRY_ONLY; a ServiceEntry alone is no fix.
-        return [Cause("ED623", {"namespace": mctx.namespace}, c.checks, c.hosts)]
-    allowed = REFINES[c.code]
-    found = [e for e in explain(mctx, *where) if e.blocks and (allowed is None or e.code in allowed)]
-    if not found and c.code == PREDICTED and passes(mctx, *where):
+        return [Cause("ED623", {"namespace": state.ctx.namespace}, c.checks, c.hosts)]
+    allowed = refines[c.code]
+    if c.code == PREDICTED and passes(state.ctx, *where):
         return []  # the prediction assumed the host unregistered; the view says it is carried
+    fallback = Explanation(c.code, c.args, where[0], where[1], new_entry=c.need is not None)
+    plan = plan_host(state, *where, fix_options, fallback if c.code in codes_with("blocked") else None)
+    found = [e for e in plan.explanations if allowed is None or e.code in allowed or e is fallback]
+    if not found and plan.remaining:  # blocked beyond the sidecar, and nothing says why
+        return [dataclasses.replace(c, need=None, edit=None), unverified(plan, c)]
     if not found:
         return [c]
-    return [_cause(e, c) for e in found]
+    return plan_causes(plan, found, c, fallback)
 
 
-def _cause(e: Explanation, replaced: Cause) -> Cause:
+def plan_causes(plan: HostPlan, found: list[Explanation], replaced: Cause,
+                fallback: Explanation | None = None) -> list[Cause]:
+    """One cause per explanation (the fallback stays the cause it stood for); with ED626 and no
+    fixes when the plan is not verified."""
+    causes = [_kept(replaced, plan) if e is fallback else _cause(e, replaced, plan) for e in found]
+    if plan.verified or not any(e.edit is not None or e.new_entry for e in found):
+        return causes
+    stripped = [dataclasses.replace(c, need=None, edit=None) for c in causes]
+    return [*stripped, unverified(plan, replaced)]
+
+
+def unverified(plan: HostPlan, replaced: Cause) -> Cause:
+    considered = "; ".join(f"{e.code} {e.edit.summary if e.edit else 'a new ServiceEntry'}"
+                           for e in plan.explanations) or "nothing"
+    args = {"host": plan.host, "port": plan.port, "considered": considered,
+            "remaining": plan.remaining or "the model still blocks it"}
+    return Cause("ED626", args, replaced.checks, replaced.hosts)
+
+
+def _kept(replaced: Cause, plan: HostPlan) -> Cause:
+    if replaced.need is None:
+        return replaced
+    return dataclasses.replace(replaced, need=dataclasses.replace(replaced.need, export_to=plan.export_to))
+
+
+def _cause(e: Explanation, replaced: Cause, plan: HostPlan) -> Cause:
     # The fix's comment must name the finding the user sees, not the one this replaced.
-    need = dataclasses.replace(replaced.need, code=e.code) if e.new_entry and replaced.need else None
+    need = None
+    if e.new_entry and replaced.need is not None:
+        need = dataclasses.replace(replaced.need, code=e.code, export_to=plan.export_to)
     return Cause(e.code, e.args, replaced.checks, replaced.hosts, need, replaced.hold_proxy,
                  replaced.consumes, e.edit)
 

@@ -3,12 +3,19 @@
     ctx = mesh_context(view, "payments", ExplainOptions())
     explain(ctx, "sts.us-east-1.amazonaws.com", 443, "https")  # → [Explanation("ED610", ...)]
 
-The Istio objects are run through the one model (`istio.visibility.pod_view`, which applies the
-webhook rules of `istio.validation`); the sidecar's admin view adds what only Envoy knows (a DNS
-cluster without endpoints) and stands alone when no objects were read. The first explanation is
-the root cause; it carries an `Edit` of the object to change (same name and namespace) or says
-that a new ServiceEntry is the fix (`new_entry`). An empty list: the view explains nothing
-(covered, or nothing known).
+The Istio objects go through the one model (istio.scope / istio.outbound / istio.reach): the
+SDK's call is simulated on the sidecar's configuration as istiod would build it, and followed
+through an egress gateway when the route goes there. Where the path breaks decides the code:
+- blocked at the sidecar: an entry refused by the webhook (ED618), hidden by exportTo (ED610), not
+  imported by the Sidecar listener that owns the port (ED611), declared for another protocol or
+  port (ED613-ED615), a metadata entry without the address (ED616), a near-miss name (ED617), or
+  nothing at all (ED625, or ED630 offline);
+- a DestinationRule that originates TLS on a TLS call (ED620);
+- an egress gateway that cannot route it (ED621, ED622, ED650).
+The sidecar's admin view adds what only Envoy knows (a DNS cluster without endpoints, ED619) and
+stands alone when no objects were read. The first explanation is the root cause; it carries an
+`Edit` of the object to change or says that a new ServiceEntry is the fix (`new_entry`).
+`diagnose.rules.mesh_plan` applies them to the model until the host is reachable.
 """
 
 from __future__ import annotations
@@ -17,21 +24,22 @@ import ipaddress
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from egress_doctor.aws.hosts import ddb_wildcard, is_account_ddb_host, is_ip, near_miss
+from egress_doctor.diagnose.catalogue import codes_with
 from egress_doctor.diagnose.rules.mesh_gateways import gateway_problems
 from egress_doctor.diagnose.rules.sidecar_facts import carries, dns_without_endpoints, sidecar_evidence
 from egress_doctor.fixes import edits
 from egress_doctor.fixes.edits import Edit
-from egress_doctor.istio.objects import IstioObject, Mode, Resolution, ServiceEntry
-from egress_doctor.istio.visibility import Decision, PodView, Reason, Service, host_subset_of, pod_view
+from egress_doctor.istio.hosts import subset_of
+from egress_doctor.istio.objects import IstioObject, MeshConfig, Mode, Resolution, ServiceEntry
+from egress_doctor.istio.reach import Reach, Stop, World, assumed_services, reach
+from egress_doctor.istio.registry import Service, service_export_reach
+from egress_doctor.istio.scope import Decision, Proxy, Reason, Scope
 from egress_doctor.sources.view import MeshView, SidecarView
 
-_BLOCK_ORDER = (Reason.REFUSED, Reason.NOT_EXPORTED, Reason.NOT_IMPORTED)
-# Explanations that break a host even under ALLOW_ANY (the others only matter under REGISTRY_ONLY:
-# an unregistered host passes through).
-ALWAYS_BREAKS = ("ED619", "ED620", "ED621", "ED622")
-_TLS_ORIGINATION = ("SIMPLE", "MUTUAL")
+_BLOCK_ORDER = (Reason.REFUSED, Reason.NOT_EXPORTED, Reason.NOT_IMPORTED, Reason.PORT_LOCKED)
 
 
 @dataclass(frozen=True)
@@ -47,59 +55,66 @@ class Explanation:
     host: str
     port: int
     edit: Edit | None = None
-    new_entry: bool = False  # a new ServiceEntry for the host is the fix (mesh.fixes.build_fixes)
+    new_entry: bool = False  # a new ServiceEntry for the host is the fix (fixes.builders)
     blocks: bool = True  # explains why the host fails (False: context for another finding)
 
 
 @dataclass
 class MeshContext:
-    """A view prepared once per run: the pod's view of the objects and an index by ref."""
+    """A view prepared once per run: the model's world for the pod, and an index by ref."""
 
     view: MeshView
     namespace: str
-    pod: PodView | None
-    by_ref: dict[str, IstioObject] = field(default_factory=dict)
+    world: World | None
     options: ExplainOptions = field(default_factory=ExplainOptions)
-    # Decisions that keep an entry's host out of this sidecar, by that host (built on first use).
-    _not_visible: dict[str, list[Decision]] | None = field(default=None, repr=False)
+    # The sidecar's admin view describes the mesh as it is; once a fix is applied to the model it
+    # no longer does, and only the model speaks.
+    live: bool = True
 
-    def not_visible(self, host: str | None = None) -> list[Decision]:
-        """Refused / not exported / not imported decisions whose host could stand for `host`
-        (every one for an IP, which matches by addresses; every one when `host` is None)."""
-        if self._not_visible is None:
-            self._not_visible = {}
-            for d in self.pod.decisions if self.pod else ():
-                if d.reason is not Reason.VISIBLE:
-                    self._not_visible.setdefault(d.host, []).append(d)
-        if host is None or is_ip(host):
-            return [d for ds in self._not_visible.values() for d in ds]
-        out = list(self._not_visible.get(host, ()))
-        for pattern, ds in self._not_visible.items():
-            if pattern.startswith("*") and host_subset_of(host, pattern):
-                out += ds
-        return out
+    @cached_property
+    def by_ref(self) -> dict[str, IstioObject]:
+        return {o.meta.ref: o for o in self.world.objects} if self.world else {}
+
+    @property
+    def scope(self) -> Scope | None:
+        return self.world.scope if self.world else None
 
     @property
     def sidecar(self) -> SidecarView | None:
         sc = self.view.sidecar
-        return sc if sc is not None and sc.present else None
+        return sc if self.live and sc is not None and sc.present else None
 
     @property
     def mode(self) -> Mode | None:
         """What the sidecar says when read, else what the objects say."""
         if self.sidecar is not None and self.sidecar.outbound_mode is not None:
             return self.sidecar.outbound_mode
-        return self.pod.mode if self.pod else None
+        return self.scope.mode if self.scope else None
+
+    def with_objects(self, objects: tuple[IstioObject, ...]) -> MeshContext:
+        world = self.world.with_objects(objects) if self.world else World(objects, self._mesh(), self._proxy())
+        return MeshContext(self.view, self.namespace, world, self.options, live=False)
+
+    def _mesh(self) -> MeshConfig:
+        """The mesh config read; unread, Istio's defaults with the mode the sidecar shows."""
+        if self.view.mesh is not None:
+            return self.view.mesh
+        sc = self.view.sidecar
+        if sc is not None and sc.present and sc.outbound_mode is not None:
+            return MeshConfig(outbound_traffic_policy=sc.outbound_mode)
+        return MeshConfig()
+
+    def _proxy(self) -> Proxy:
+        return Proxy(self.namespace, self.view.pod_labels)
 
 
 def mesh_context(view: MeshView, namespace: str | None = None, options: ExplainOptions | None = None) -> MeshContext:
     namespace = view.pod_namespace or namespace or "default"
-    pod = None
-    by_ref: dict[str, IstioObject] = {}
+    ctx = MeshContext(view, namespace, None, options or ExplainOptions())
     if view.objects is not None:
-        pod = pod_view(view.objects, namespace, view.mesh, view.pod_labels)
-        by_ref = {o.meta.ref: o for o in view.objects}
-    return MeshContext(view, namespace, pod, by_ref, options or ExplainOptions())
+        objects = tuple(view.objects)
+        ctx.world = World(objects + assumed_services(objects), ctx._mesh(), ctx._proxy())
+    return ctx
 
 
 # ---- matching ------------------------------------------------------------------------------------
@@ -123,17 +138,17 @@ def targets(entry: ServiceEntry, host: str) -> list[str]:
         if _in_addresses(host, entry.addresses) or any(e.address == host for e in entry.endpoints):
             return list(entry.hosts[:1])
         return []
-    return [h for h in entry.hosts if host_subset_of(host, h)]
+    return [h for h in entry.hosts if subset_of(host, h)]
 
 
-def visible_service(pod: PodView, host: str) -> Service | None:
+def visible_service(scope: Scope, host: str) -> Service | None:
     """The service this pod's sidecar uses for `host`: exact name first, then the longest wildcard."""
     if is_ip(host):
-        return next((s for s in pod.services if _in_addresses(host, s.addresses)), None)
-    exact = pod.service(host)
+        return next((s for s in scope.services if _in_addresses(host, s.addresses)), None)
+    exact = scope.service(host)
     if exact is not None:
         return exact
-    wild = [s for s in pod.services if s.hostname.startswith("*") and host_subset_of(host, s.hostname)]
+    wild = [s for s in scope.services if s.hostname.startswith("*") and subset_of(host, s.hostname)]
     return max(wild, key=lambda s: len(s.hostname), default=None)
 
 
@@ -143,38 +158,58 @@ def visible_service(pod: PodView, host: str) -> Service | None:
 def explain(ctx: MeshContext, host: str, port: int, scheme: str) -> list[Explanation]:
     """Root cause first; [] when the view explains nothing about host:port."""
     evidence = sidecar_evidence(ctx.sidecar, host, port, scheme)
-    if ctx.pod is None:
+    if ctx.world is None:
         return _from_sidecar(ctx, host, port, scheme, evidence)
-    svc = visible_service(ctx.pod, host)
-    found = _declared(ctx, svc, host, port, scheme, evidence) if svc else _hidden(ctx, host, port, scheme, evidence)
+    found = path_problems(ctx, reach(ctx.world, host, port, scheme), host, port, scheme, evidence)
     if found:
         return found
     sc = ctx.sidecar
     if sc is not None and not carries(sc, host, port, scheme) and ctx.mode is Mode.REGISTRY_ONLY:
-        note = f" The objects read say {svc.entry.meta.ref} covers it: they may be stale." if svc else ""
+        svc = ctx.scope.service(host) if ctx.scope else None
+        note = f" The objects read say {svc.ref} covers it: they may be stale." if svc else ""
         return [_no_entry(sc, host, port, scheme, note)]
+    if (cluster := dns_without_endpoints(sc, host, port)) is not None and ctx.scope is not None:
+        svc = visible_service(ctx.scope, host)
+        if svc is not None and isinstance(svc.origin, ServiceEntry):
+            return [_dns_empty(ctx, svc.origin, cluster, host, port, evidence)]
     return []
+
+
+def path_problems(ctx: MeshContext, path: Reach, host: str, port: int, scheme: str,
+                  evidence: str) -> list[Explanation]:
+    assert ctx.scope is not None
+    if path.stop is Stop.NONE:
+        return []
+    if path.stop is Stop.SIDECAR:
+        svc = visible_service(ctx.scope, host)
+        if svc is not None:
+            found = _declared(ctx, svc, host, port, scheme, evidence)
+            if found:
+                return found
+        return _hidden(ctx, host, port, scheme, evidence)
+    if path.stop is Stop.TLS_ORIGINATION:
+        return _tls_origination(ctx, path, host, port)
+    return [Explanation(p.code, p.args, host, port, checked(ctx, p.edit))
+            for p in gateway_problems(ctx.world, path, host, port, ctx.options.istio_api)]  # type: ignore[arg-type]
 
 
 def passes(ctx: MeshContext, host: str, port: int, scheme: str) -> bool | None:
     """Would this pod's sidecar carry host:port? None when the view cannot tell.
 
-    Objects decide when read (an entry the pod sees, declared for the SDK's protocol, and nothing
-    that breaks it); else the sidecar's own entries; ALLOW_ANY passes unregistered hosts.
-    """
-    if ctx.pod is None and ctx.sidecar is None:
+    The model decides when objects were read (the whole path, gateway included); else the
+    sidecar's own entries; ALLOW_ANY passes unregistered hosts."""
+    if ctx.world is None and ctx.sidecar is None:
         return None
-    breaks = [e for e in explain(ctx, host, port, scheme) if e.blocks]
-    if ctx.mode is Mode.ALLOW_ANY:
-        return not any(e.code in ALWAYS_BREAKS for e in breaks)
-    if breaks:
-        return False
-    if ctx.pod is not None:
-        svc = visible_service(ctx.pod, host)
-        declared = svc.port(port) if svc else None
-        return declared is not None and declared.protocol.is_http == (scheme == "http")
+    if ctx.world is not None:
+        if not reach(ctx.world, host, port, scheme).ok:
+            return False
+        sc = ctx.sidecar
+        return dns_without_endpoints(sc, host, port) is None
     assert ctx.sidecar is not None
-    return carries(ctx.sidecar, host, port, scheme)
+    breaks = [e for e in _from_sidecar(ctx, host, port, scheme, "") if e.blocks]
+    if ctx.mode is Mode.ALLOW_ANY:
+        return not any(e.code in codes_with("always_breaks") for e in breaks)
+    return not breaks and carries(ctx.sidecar, host, port, scheme)
 
 
 def _no_entry(sc: SidecarView, host: str, port: int, scheme: str, note: str = "") -> Explanation:
@@ -205,14 +240,27 @@ def _from_sidecar(ctx: MeshContext, host: str, port: int, scheme: str, evidence:
     return []
 
 
+def _dns_empty(ctx: MeshContext, se: ServiceEntry, cluster: str, host: str, port: int, evidence: str) -> Explanation:
+    names = ", ".join(e.address for e in se.endpoints) or host
+    named = [e for e in se.endpoints if not is_ip(e.address)]
+    edit = checked(ctx, edits.drop_endpoints(se)) if named and se.resolution is Resolution.DNS else None
+    args = {"host": host, "port": port, "entry": se.meta.ref, "cluster": cluster, "names": names,
+            "evidence": evidence}
+    return Explanation("ED619", args, host, port, edit)
+
+
 def _declared(ctx: MeshContext, svc: Service, host: str, port: int, scheme: str, evidence: str) -> list[Explanation]:
     """The pod sees an entry for the host: is it declared the way the SDK talks to it?"""
-    se = svc.entry
-    ref = se.meta.ref
+    if not isinstance(svc.origin, ServiceEntry):
+        return []
+    se = svc.origin
     declared = svc.port(port)
-    base = {"host": host, "port": port, "entry": ref, "evidence": evidence}
+    base = {"host": host, "port": port, "entry": se.meta.ref, "evidence": evidence}
     wanted = "TLS" if scheme == "https" else "HTTP"
     if declared is None:
+        full = next((p for p in se.ports if p.number == port), None)
+        if full is not None:  # declared, but the Sidecar listener that owns the port keeps it out
+            return _hidden(ctx, host, port, scheme, evidence)
         ports = ", ".join(f"{p.number}/{p.protocol_name or 'unset'}" for p in svc.ports) or "none"
         edit = checked(ctx, edits.declare_port(se, port, wanted))
         return [Explanation("ED614", {**base, "ports": ports}, host, port, edit)]
@@ -221,78 +269,97 @@ def _declared(ctx: MeshContext, svc: Service, host: str, port: int, scheme: str,
     if scheme == "http" and not declared.protocol.is_http:
         args = {**base, "protocol": declared.protocol_name or "unset"}
         return [Explanation("ED615", args, host, port, checked(ctx, edits.set_port_protocol(se, port, "HTTP")))]
-    found: list[Explanation] = []
-    if (cluster := dns_without_endpoints(ctx.sidecar, host, port)) is not None:
-        names = ", ".join(e.address for e in se.endpoints) or host
-        named = [e for e in se.endpoints if not is_ip(e.address)]
-        edit = checked(ctx, edits.drop_endpoints(se)) if named and se.resolution is Resolution.DNS else None
-        found.append(Explanation("ED619", {**base, "cluster": cluster, "names": names}, host, port, edit))
-    found += _tls_origination(ctx, host, port, scheme)
-    assert ctx.pod is not None
-    for problem in gateway_problems(ctx.pod, ctx.view, host, port, ctx.options.istio_api):
-        found.append(Explanation(problem.code, problem.args, host, port, checked(ctx, problem.edit)))
-    return found
+    if is_ip(host) and not _in_addresses(host, se.addresses):
+        return [Explanation("ED616", {"host": host, "entry": se.meta.ref, "evidence": evidence}, host, port,
+                            checked(ctx, edits.add_address(se, host)))]
+    return []
 
 
-def _tls_origination(ctx: MeshContext, host: str, port: int, scheme: str) -> list[Explanation]:
-    assert ctx.pod is not None
-    rule = ctx.pod.destination_rule(host)
-    if scheme != "https" or rule is None or rule.tls is None or rule.tls.mode not in _TLS_ORIGINATION:
+def _tls_origination(ctx: MeshContext, path: Reach, host: str, port: int) -> list[Explanation]:
+    cluster = path.sidecar.config
+    if cluster is None or cluster.rule is None or cluster.tls is None or cluster.service is None:
         return []
-    args = {"host": host, "port": port, "rule": rule.meta.ref, "mode": rule.tls.mode}
-    return [Explanation("ED620", args, host, port, checked(ctx, edits.drop_tls_origination(rule)))]
+    rule = cluster.rule.rule
+    edit, remedy = edits.stop_tls_origination(rule, cluster.service.hostname, port, ctx.namespace,
+                                              ctx.view.manifests, ctx.scope.mesh.root_namespace)  # type: ignore[union-attr]
+    args = {"host": host, "port": port, "rule": rule.meta.ref, "mode": cluster.tls.mode, "remedy": remedy}
+    return [Explanation("ED620", args, host, port, checked(ctx, edit))]
 
 
 def _hidden(ctx: MeshContext, host: str, port: int, scheme: str, evidence: str) -> list[Explanation]:
-    """No visible entry: one that exists but is refused or hidden, or one for a near-miss name."""
-    assert ctx.pod is not None
-    blocked = _blocking_decision(ctx, host)
+    """No entry carries it: one that exists but is refused or hidden, or one for a near-miss name."""
+    blocked = _blocking_decision(ctx, host, port)
     if blocked is not None:
-        reason, se, hostname, detail = blocked
-        return [_hidden_by(ctx, reason, se, hostname, detail, host, port, evidence)]
+        decision, se, hostname = blocked
+        return [_hidden_by(ctx, decision, se, hostname, host, port, scheme, evidence)]
     if is_ip(host):
         return _metadata_without_address(ctx, host, port, evidence)
     return _near_miss(ctx, host, port, scheme, evidence)
 
 
-def _blocking_decision(ctx: MeshContext, host: str) -> tuple[Reason, ServiceEntry, str, str] | None:
-    assert ctx.pod is not None
-    best: tuple[int, Reason, ServiceEntry, str, str] | None = None
-    for decision in ctx.not_visible(host):
+def _blocking_decision(ctx: MeshContext, host: str, port: int) -> tuple[Decision, ServiceEntry, str] | None:
+    assert ctx.scope is not None
+    best: tuple[int, Decision, ServiceEntry, str] | None = None
+    for decision in ctx.scope.decisions:
         if decision.reason not in _BLOCK_ORDER:
+            continue
+        if decision.reason is Reason.PORT_LOCKED and decision.port != port:
             continue
         entry = ctx.by_ref.get(decision.ref)
         if not isinstance(entry, ServiceEntry) or decision.host not in targets(entry, host):
             continue
         rank = _BLOCK_ORDER.index(decision.reason)
         if best is None or rank < best[0]:
-            best = (rank, decision.reason, entry, decision.host, decision.detail)
+            best = (rank, decision, entry, decision.host)
     return None if best is None else best[1:]
 
 
-def _hidden_by(ctx: MeshContext, reason: Reason, se: ServiceEntry, hostname: str, detail: str, host: str,
-               port: int, evidence: str) -> Explanation:
+def _root_note(ctx: MeshContext, namespace: str, what: str) -> str:
+    root = ctx.scope.mesh.root_namespace if ctx.scope else "istio-system"
+    if namespace != root:
+        return ""
+    return (f" {what} is in the root namespace {root}: the change applies to every namespace that uses it,"
+            " not only this pod's.")
+
+
+def _hidden_by(ctx: MeshContext, decision: Decision, se: ServiceEntry, hostname: str, host: str, port: int,
+               scheme: str, evidence: str) -> Explanation:
     base = {"host": host, "port": port, "entry": se.meta.ref, "evidence": evidence}
-    if reason is Reason.REFUSED:
+    if decision.reason is Reason.REFUSED:
         edit = checked(ctx, edits.repair_refused_entry(se, is_ip))
-        return Explanation("ED618", {**base, "reason": detail}, host, port, edit, new_entry=edit is None)
-    if reason is Reason.NOT_EXPORTED:
-        export_to = json.dumps(list(se.export_to)) if se.export_to else "(the mesh default)"
+        return Explanation("ED618", {**base, "reason": decision.detail}, host, port, edit, new_entry=edit is None)
+    assert ctx.scope is not None
+    if decision.reason is Reason.NOT_EXPORTED:
+        svc = next(s for s in _services_of(ctx, se) if s.hostname == hostname)
+        reach_now = sorted(service_export_reach(svc, ctx.scope.mesh))
+        export_to = json.dumps(list(se.export_to)) if se.export_to else f"(the mesh default {json.dumps(reach_now)})"
         args = {**base, "export_to": export_to, "namespace": ctx.namespace}
-        return Explanation("ED610", args, host, port, checked(ctx, edits.export_to_namespace(se, ctx.namespace)))
-    assert ctx.pod is not None
-    sidecar = ctx.pod.sidecar
+        edit = checked(ctx, edits.export_to_namespace(se, ctx.namespace, reach_now))
+        return Explanation("ED610", args, host, port, edit)
+    sidecar = ctx.scope.sidecar
     import_as = f"{se.meta.namespace}/{hostname}"
-    edit = checked(ctx, edits.import_into_sidecar(sidecar, import_as, port)) if sidecar else None
-    args = {**base, "sidecar": sidecar.meta.ref if sidecar else "a Sidecar", "import_as": import_as}
+    protocol = "TLS" if scheme == "https" else "HTTP"
+    edit = checked(ctx, edits.import_into_sidecar(sidecar, import_as, port, protocol)) if sidecar else None
+    where = sidecar.meta.ref if sidecar else "a Sidecar"
+    if decision.reason is Reason.PORT_LOCKED:
+        where += f" (its egress listener for port {port} owns that port; the catch-all adds nothing to it)"
+    scope_note = _root_note(ctx, sidecar.meta.namespace, sidecar.meta.ref) if sidecar else ""
+    args = {**base, "sidecar": where, "import_as": import_as, "evidence": evidence + scope_note}
     return Explanation("ED611", args, host, port, edit)
 
 
+def _services_of(ctx: MeshContext, se: ServiceEntry) -> list[Service]:
+    from egress_doctor.istio.registry import build_services
+
+    return [s for s in build_services([se]) if s.origin is se]
+
+
 def _metadata_without_address(ctx: MeshContext, host: str, port: int, evidence: str) -> list[Explanation]:
-    assert ctx.pod is not None
-    for svc in ctx.pod.services:
-        se = svc.entry
-        if any(e.address == host for e in se.endpoints) and not _in_addresses(host, se.addresses):
+    assert ctx.scope is not None
+    for svc in ctx.scope.services:
+        se = svc.origin
+        if isinstance(se, ServiceEntry) and any(e.address == host for e in se.endpoints) \
+                and not _in_addresses(host, se.addresses):
             args = {"host": host, "entry": se.meta.ref, "evidence": evidence}
             return [Explanation("ED616", args, host, port, checked(ctx, edits.add_address(se, host)))]
     return []
@@ -303,30 +370,31 @@ def _metadata_without_address(ctx: MeshContext, host: str, port: int, evidence: 
 
 def _near_miss(ctx: MeshContext, host: str, port: int, scheme: str, evidence: str) -> list[Explanation]:
     """An entry for another form of the same AWS endpoint: a visible one first, else a hidden one
-    (whose edit then also makes it visible: ED617 plus ED610/ED611 on the same object)."""
-    assert ctx.pod is not None
-    visible = [(svc.entry, svc.hostname, why) for svc in ctx.pod.services if (why := near_miss(host, svc.hostname))]
-    hidden = [(entry, d.host, d.reason, d.detail) for d in ctx.not_visible()
+    (whose edit the plan follows with the ED610/ED611 that makes it visible)."""
+    assert ctx.scope is not None
+    visible = [(svc.origin, svc.hostname, why) for svc in ctx.scope.services
+               if isinstance(svc.origin, ServiceEntry) and not _planned(svc.origin)
+               and (why := near_miss(host, svc.hostname))]
+    hidden = [(entry, d.host, str(near_miss(host, d.host))) for d in ctx.scope.decisions
               if d.reason in (Reason.NOT_EXPORTED, Reason.NOT_IMPORTED)
-              and isinstance(entry := ctx.by_ref.get(d.ref), ServiceEntry) and near_miss(host, d.host)]
-    if visible:
-        se, registered, why = min(visible, key=lambda c: (c[2].count(";"), "region" in c[2], c[1]))
-    elif hidden:
-        se, registered, _, _ = min(hidden, key=lambda c: (str(near_miss(host, c[1])).count(";"), c[1]))
-        why = str(near_miss(host, registered))
-    else:
+              and isinstance(entry := ctx.by_ref.get(d.ref), ServiceEntry) and not _planned(entry)
+              and near_miss(host, d.host)]
+    candidates = visible or hidden
+    if not candidates:
         return []
+    se, registered, why = min(candidates, key=lambda c: (c[2].count(";"), "region" in c[2], c[1]))
     add = host
     if ctx.options.wildcard and is_account_ddb_host(host) and se.resolution is Resolution.NONE:
         add = ddb_wildcard(host)
     edit = checked(ctx, edits.add_service_entry_host(se, add, port, "TLS" if scheme == "https" else "HTTP"))
     args = {"host": host, "port": port, "entry": se.meta.ref, "registered": registered, "difference": why,
             "evidence": evidence}
-    found = [Explanation("ED617", args, host, port, edit, new_entry=edit is None)]
-    if not visible and edit is not None:
-        reason, detail = next((r, d) for e, h, r, d in hidden if e is se and h == registered)
-        found.append(_hidden_by(ctx, reason, se, host, detail, registered, port, ""))
-    return found
+    return [Explanation("ED617", args, host, port, edit, new_entry=edit is None)]
+
+
+def _planned(obj: IstioObject) -> bool:
+    """An object a fix of this run creates: not a near miss anyone wrote."""
+    return obj.meta.source == "planned"
 
 
 def checked(ctx: MeshContext, edit: Edit | None) -> Edit | None:
@@ -341,13 +409,11 @@ def checked(ctx: MeshContext, edit: Edit | None) -> Edit | None:
 
 def registry_only_override(ctx: MeshContext) -> Explanation | None:
     """ED612: a Sidecar makes this pod REGISTRY_ONLY while the mesh (as read) is ALLOW_ANY."""
-    pod, mesh = ctx.pod, ctx.view.mesh
-    if pod is None or mesh is None or pod.sidecar is None:
+    scope, mesh = ctx.scope, ctx.view.mesh
+    if scope is None or mesh is None or scope.sidecar is None:
         return None
-    if pod.mode is not Mode.REGISTRY_ONLY or pod.mode_source == "mesh":
+    if scope.mode is not Mode.REGISTRY_ONLY or scope.mode_source == "mesh":
         return None
     if mesh.outbound_traffic_policy is not Mode.ALLOW_ANY:
         return None
-    return Explanation("ED612", {"sidecar": pod.sidecar.meta.ref, "namespace": ctx.namespace}, "", 0, blocks=False)
-
-
+    return Explanation("ED612", {"sidecar": scope.sidecar.meta.ref, "namespace": ctx.namespace}, "", 0, blocks=False)

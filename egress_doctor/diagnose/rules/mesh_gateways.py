@@ -1,56 +1,48 @@
-"""Egress through a gateway: does a VirtualService that sends a host to an egress gateway have the
-Gateway and DestinationRule subset it needs? (istio.io "Egress Gateways", TLS passthrough.)
+"""Egress through a gateway: where the model's path sidecar → egress gateway → host breaks, and the
+edit that mends it (istio.io "Egress Gateways", TLS passthrough). Pure.
 
     VirtualService hosts [H], gateways [mesh, istio-egressgateway]
       tls match gateways [mesh] sniHosts [H] → istio-egressgateway.istio-system.svc.cluster.local subset S
       tls match gateways [istio-egressgateway] sniHosts [H] → H
 
-needs a Gateway `istio-egressgateway` (in the VirtualService's namespace unless written `ns/name`)
-whose servers list H, and a DestinationRule for the gateway's service with subset S (without it
-the sidecar has no `outbound|443|S|…` cluster: a reset, 503 NC for HTTP). Pure.
+- The sidecar routes to a subset cluster it does not have (no DestinationRule it sees defines
+  S): ED622, the subset added to the rule the pod sees for the gateway's host, or a new rule in
+  the pod's namespace (istiod looks there first).
+- The gateway has no chain for the SNI: the Gateway the route names is missing, or lists no
+  server for the host on the port: ED621, the Gateway created or its server's hosts extended.
+- The gateway has a chain but no cluster for the host: the entry is not exported to the gateway's
+  namespace (ED650, the namespace added to its exportTo), or there is no entry (ED650, a new one).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from egress_doctor.fixes import edits
 from egress_doctor.fixes.edits import Edit
-from egress_doctor.istio.objects import MESH_GATEWAY, Destination, DestinationRule, VirtualService
-from egress_doctor.istio.visibility import PodView, host_subset_of
-from egress_doctor.sources.view import GatewayInfo, MeshView
+from egress_doctor.istio.destination_rules import index_rules, rule_for
+from egress_doctor.istio.hosts import subset_of
+from egress_doctor.istio.objects import MESH_GATEWAY, DestinationRule, Gateway, ServiceEntry, VirtualService, of_kind
+from egress_doctor.istio.reach import Reach, Stop, World
+from egress_doctor.istio.registry import build_services, service_export_reach, service_visible
 
 EGRESS_SELECTOR = {"istio": "egressgateway"}
 
 
 @dataclass(frozen=True)
 class GatewayProblem:
-    code: str  # ED621 (Gateway) or ED622 (DestinationRule subset)
+    code: str  # ED621 (Gateway), ED622 (DestinationRule subset), ED650 (entry hidden from the gateway)
     args: dict[str, object]
     edit: Edit | None
+    new_entry: bool = False
 
 
-def fqdn(host: str, namespace: str) -> str:
-    """Short service names are relative to the referring object's namespace."""
-    return host if "." in host else f"{host}.{namespace}.svc.cluster.local"
-
-
-def _applies(gateways: tuple[str, ...]) -> bool:
-    return not gateways or MESH_GATEWAY in gateways
-
-
-def mesh_destinations(vs: VirtualService, host: str, port: int) -> Iterator[Destination]:
-    """Where the sidecar sends `host` by this VirtualService's mesh-bound routes."""
-    for route in vs.tls:
-        for match in route.match:
-            if _applies(match.gateways) and match.port in (0, port) and any(
-                    host_subset_of(host, s) for s in match.sni_hosts):
-                yield from (d.destination for d in route.route)
-    for http in vs.http:
-        if not http.match or any(_applies(m.gateways) and m.port in (0, port) for m in http.match):
-            yield from (d.destination for d in http.route)
+def _route_to_gateway(world: World, host: str) -> VirtualService | None:
+    for vs in world.scope.virtual_services:
+        if any(subset_of(host, h) for h in vs.hosts) and any(g != MESH_GATEWAY for g in vs.gateways):
+            return vs
+    return None
 
 
 def _gateway_ref(name: str, namespace: str) -> tuple[str, str]:
@@ -58,72 +50,86 @@ def _gateway_ref(name: str, namespace: str) -> tuple[str, str]:
     return (ns, short) if slash else (namespace, name)
 
 
-def _lists(gateway: GatewayInfo, host: str) -> bool:
-    return any(host_subset_of(host, h.partition("/")[2] or h) for h in gateway.hosts)
+def gateway_problems(world: World, path: Reach, host: str, port: int, istio_api: str,
+                     read: dict[str, Any] | None = None) -> list[GatewayProblem]:
+    vs = _route_to_gateway(world, host)
+    if path.stop is Stop.NO_CLUSTER:
+        return _missing_subset(world, path, host, vs, istio_api)
+    if vs is None:
+        return []
+    if path.stop is Stop.GATEWAY_NO_ROUTE:
+        return _gateway_without_server(world, vs, host, port, istio_api, read or {})
+    if path.stop is Stop.GATEWAY_NO_CLUSTER:
+        return _hidden_from_gateway(world, path, vs, host, port)
+    return []
 
 
-def _gateway_problem(vs: VirtualService, view: MeshView, name: str, host: str, port: int,
-                     istio_api: str) -> GatewayProblem | None:
-    assert view.gateways is not None
-    ns, short = _gateway_ref(name, vs.meta.namespace)
-    found = next((g for g in view.gateways if (g.namespace, g.name) == (ns, short)), None)
-    base: dict[str, object] = {"host": host, "route": vs.meta.ref, "gateway": f"{ns}/{short}"}
-    if found is None:
-        spec = {"selector": dict(EGRESS_SELECTOR), "servers": [{
-            "port": {"number": port, "name": f"tls-{port}", "protocol": "TLS"}, "hosts": [host],
-            "tls": {"mode": "PASSTHROUGH"}}]}
-        edit = edits.new_object("Gateway", short, ns, spec, istio_api, f"new Gateway for {host} (TLS passthrough)")
-        return GatewayProblem("ED621", {**base, "problem": "no such Gateway exists"}, edit)
-    if _lists(found, host):
-        return None
-    raw: Any = view.manifests.get(found.ref)
-    edit = None
-    if raw is not None:
-        servers = (raw.get("spec") or {}).get("servers") or []
-        index = next((i for i, s in enumerate(servers) if (s.get("port") or {}).get("number") == port), None)
-        if index is not None:
-            op = {"op": "add", "path": f"/spec/servers/{index}/hosts/-", "value": host}
-            edit = Edit(found.ref, f"add {host} to the port {port} server's hosts", (op,), None, None,
-                        base=dict(raw))
-    problem = f"{found.ref} does not list {host} in its servers' hosts"
-    return GatewayProblem("ED621", {**base, "problem": problem}, edit)
+def _missing_subset(world: World, path: Reach, host: str, vs: VirtualService | None,
+                    istio_api: str) -> list[GatewayProblem]:
+    name = path.sidecar.cluster
+    parts = name.split("|")
+    if len(parts) != 4 or not parts[2]:
+        return []
+    subset, service_host = parts[2], parts[3]
+    service = world.scope.service(service_host)
+    route = vs.meta.ref if vs else "a VirtualService"
+    args: dict[str, object] = {"host": host, "route": route, "destination": service_host, "subset": subset}
+    rule = rule_for(index_rules(of_kind(world.scope.objects, DestinationRule), world.mesh),
+                    world.proxy.namespace, world.proxy.labels, service) if service else None
+    if rule is not None:
+        problem = f"{rule.rule.meta.ref} (the rule this pod uses for it) has no subset {subset}"
+        return [GatewayProblem("ED622", {**args, "problem": problem}, edits.add_subset(rule.rule, subset))]
+    spec = {"host": service_host, "subsets": [{"name": subset}]}
+    edit = edits.new_object("DestinationRule", service_host.split(".")[0], world.proxy.namespace, spec, istio_api,
+                            f"new DestinationRule with subset {subset}")
+    return [GatewayProblem("ED622", {**args, "problem": "no DestinationRule this pod sees defines it"}, edit)]
 
 
-def _rules_for(pod: PodView, service: str) -> list[DestinationRule]:
-    return [dr for dr in pod.destination_rules if fqdn(dr.host, dr.meta.namespace) == service]
-
-
-def _subset_problem(pod: PodView, vs: VirtualService, dest: Destination, host: str,
-                    istio_api: str) -> GatewayProblem | None:
-    service = fqdn(dest.host, vs.meta.namespace)
-    rules = _rules_for(pod, service)
-    if any(s.name == dest.subset for dr in rules for s in dr.subsets):
-        return None
-    args: dict[str, object] = {"host": host, "route": vs.meta.ref, "destination": service, "subset": dest.subset}
-    if rules:
-        problem = f"{rules[0].meta.ref} has no subset {dest.subset}"
-        return GatewayProblem("ED622", {**args, "problem": problem}, edits.add_subset(rules[0], dest.subset))
-    name = service.split(".")[0]
-    spec = {"host": service, "subsets": [{"name": dest.subset}]}
-    edit = edits.new_object("DestinationRule", name, vs.meta.namespace, spec, istio_api,
-                            f"new DestinationRule with subset {dest.subset}")
-    return GatewayProblem("ED622", {**args, "problem": "no DestinationRule visible to this pod defines it"}, edit)
-
-
-def gateway_problems(pod: PodView, view: MeshView, host: str, port: int, istio_api: str) -> list[GatewayProblem]:
-    out: list[GatewayProblem] = []
-    for vs in pod.virtual_services:
-        if not any(host_subset_of(host, h) for h in vs.hosts):
+def _gateway_without_server(world: World, vs: VirtualService, host: str, port: int, istio_api: str,
+                            read: dict[str, Any]) -> list[GatewayProblem]:
+    out = []
+    gateways = {(g.meta.namespace, g.meta.name): g for g in of_kind(world.objects, Gateway)}
+    for name in (g for g in vs.gateways if g != MESH_GATEWAY):
+        ns, short = _gateway_ref(name, vs.meta.namespace)
+        base: dict[str, object] = {"host": host, "route": vs.meta.ref, "gateway": f"{ns}/{short}"}
+        found = gateways.get((ns, short))
+        if found is None:
+            spec = {"selector": dict(EGRESS_SELECTOR), "servers": [{
+                "port": {"number": port, "name": f"tls-{port}", "protocol": "TLS"}, "hosts": [host],
+                "tls": {"mode": "PASSTHROUGH"}}]}
+            edit = edits.new_object("Gateway", short, ns, spec, istio_api, f"new Gateway for {host} (TLS passthrough)")
+            out.append(GatewayProblem("ED621", {**base, "problem": "no such Gateway exists"}, edit))
             continue
-        away = [d for d in mesh_destinations(vs, host, port) if not host_subset_of(host, d.host)]
-        if not away:
+        server = next((i for i, s in enumerate(found.servers) if s.port.number == port), None)
+        listed = server is not None and any(subset_of(host, h.partition("/")[2] or h)
+                                            for h in found.servers[server].hosts)
+        if listed:
             continue
-        for dest in away:
-            if dest.subset and (problem := _subset_problem(pod, vs, dest, host, istio_api)):
-                out.append(problem)
-        if view.gateways is None:
-            continue
-        for name in (g for g in vs.gateways if g != MESH_GATEWAY):
-            if (problem := _gateway_problem(vs, view, name, host, port, istio_api)) is not None:
-                out.append(problem)
+        if server is not None:
+            op = {"op": "add", "path": f"/spec/servers/{server}/hosts/-", "value": host}
+            edit = Edit(found.meta.ref, f"add {host} to the port {port} server's hosts", (op,), found)
+        else:
+            value = {"port": {"number": port, "name": f"tls-{port}", "protocol": "TLS"}, "hosts": [host],
+                     "tls": {"mode": "PASSTHROUGH"}}
+            op = {"op": "add", "path": "/spec/servers/-", "value": value}
+            edit = Edit(found.meta.ref, f"add a TLS PASSTHROUGH server on port {port} for {host}", (op,), found)
+        problem = f"{found.meta.ref} does not list {host} in a server on port {port}"
+        out.append(GatewayProblem("ED621", {**base, "problem": problem}, edit))
     return out
+
+
+def _hidden_from_gateway(world: World, path: Reach, vs: VirtualService, host: str, port: int) -> list[GatewayProblem]:
+    hop = path.gateway
+    assert hop is not None
+    assert hop.target is not None
+    gateway_scope = world.gateway_scope(hop.target)
+    namespace = gateway_scope.namespace
+    args: dict[str, object] = {"host": host, "port": port, "gateway": hop.proxy.removeprefix("gateway "),
+                               "namespace": namespace}
+    for se in of_kind(world.scope.objects, ServiceEntry):
+        for svc in build_services([se]):
+            if svc.origin is se and subset_of(host, svc.hostname) and not service_visible(svc, namespace, world.mesh):
+                reach = sorted(service_export_reach(svc, world.mesh))
+                edit = edits.export_to_namespace(se, namespace, reach)
+                return [GatewayProblem("ED650", {**args, "entry": se.meta.ref}, edit)]
+    return [GatewayProblem("ED650", {**args, "entry": "no ServiceEntry"}, None, new_entry=True)]

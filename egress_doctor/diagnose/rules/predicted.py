@@ -9,16 +9,14 @@ added to the fix, marked as predicted.
 
 from __future__ import annotations
 
+from egress_doctor.diagnose.catalogue import codes_with
 from egress_doctor.diagnose.rules.base import Cause, Observation, RunContext
 from egress_doctor.fixes.builders import EgressNeed
-
-# Causes that show this sidecar blocks destinations missing from its registry.
-REGISTRY_BLOCKS = frozenset({"ED205", "ED301", "ED401"})
 
 
 def predicted_destinations(ctx: RunContext, causes: list[Cause]) -> list[Cause]:
     """ED307 for each skipped call whose host no check reached, when the registry blocks hosts."""
-    blocking = [c for c in causes if c.code in REGISTRY_BLOCKS and c.need is not None]
+    blocking = [c for c in causes if c.code in codes_with("registry_blocks") and c.need is not None]
     if not blocking or not ctx.sidecar_in_path:
         return []
     known = {(o.host, o.port) for o in ctx.observations if not o.skipped and o.host}

@@ -1,4 +1,5 @@
-"""What a pod in namespace N sees (mesh/visibility.py): exportTo, Sidecar scope, mode."""
+"""What a pod in namespace N sees (istio/scope.py, istio/registry.py): exportTo, Sidecar scope, mode.
+Cases from Istio's own tests are in tests/conformance/; these pin the model's API."""
 
 from __future__ import annotations
 
@@ -6,16 +7,12 @@ from typing import Any
 
 import pytest
 
-from egress_doctor.istio.objects import IstioObject, MeshConfig, Mode
+from egress_doctor.istio.destination_rules import index_rules, rule_for
+from egress_doctor.istio.hosts import subset_of as host_subset_of
+from egress_doctor.istio.objects import DestinationRule, IstioObject, MeshConfig, Mode, of_kind
 from egress_doctor.istio.parse import parse_documents
-from egress_doctor.istio.visibility import (
-    Reason,
-    egress_host_patterns,
-    host_subset_of,
-    is_exported,
-    pod_view,
-    select_sidecar,
-)
+from egress_doctor.istio.registry import exported
+from egress_doctor.istio.scope import HostImport, Proxy, Reason, Scope, proxy_scope, select_sidecar
 
 
 def se(name: str, namespace: str, hosts: list[str], export_to: list[str] | None = None,
@@ -45,6 +42,10 @@ def parsed(*docs: dict[str, Any]) -> list[IstioObject]:
     return parse_documents(list(docs), "app")[0]
 
 
+def pod_view(objects: list[IstioObject], namespace: str, mesh: MeshConfig | None = None, admit: bool = True) -> Scope:
+    return proxy_scope(objects, Proxy(namespace), mesh, admit)
+
+
 def visible_hosts(*docs: dict[str, Any], namespace: str = "app", **kwargs: Any) -> list[str]:
     return [s.hostname for s in pod_view(parsed(*docs), namespace, **kwargs).services]
 
@@ -63,7 +64,7 @@ STS = "sts.us-east-1.amazonaws.com"
 ])
 def test_export_to_decides_whether_a_pod_sees_an_object(export_to: list[str], object_ns: str, pod_ns: str,
                                                        seen: bool) -> None:
-    assert is_exported(export_to, object_ns, pod_ns) is seen
+    assert exported(frozenset(export_to), object_ns, pod_ns) is seen
 
 
 def test_service_entry_exported_only_to_its_namespace_is_invisible_elsewhere_and_says_why() -> None:
@@ -155,7 +156,7 @@ def test_a_port_bound_egress_listener_imports_only_that_port() -> None:
 
 def test_same_host_in_two_namespaces_the_pods_namespace_wins_and_the_other_is_shadowed() -> None:
     view = pod_view(parsed(se("far", "platform", [STS]), se("near", "app", [STS])), "app")
-    assert [s.entry.meta.ref for s in view.services] == ["ServiceEntry app/near"]
+    assert [s.ref for s in view.services] == ["ServiceEntry app/near"]
     reasons = {d.ref: d.reason for d in view.explain(STS)}
     assert reasons == {"ServiceEntry platform/far": Reason.SHADOWED, "ServiceEntry app/near": Reason.VISIBLE}
 
@@ -174,8 +175,10 @@ def test_destination_rule_most_specific_host_applies_to_a_service() -> None:
     exact = {**dr, "metadata": {"name": "exact"},
              "spec": {"host": STS, "trafficPolicy": {"tls": {"mode": "SIMPLE"}}}}
     view = pod_view(parsed({**dr, "metadata": {"name": "wide"}}, exact, se("sts", "app", [STS])), "app")
-    rule = view.destination_rule(STS)
-    assert rule is not None and rule.meta.name == "exact"
+    svc = view.service(STS)
+    assert svc is not None
+    rule = rule_for(index_rules(of_kind(view.objects, DestinationRule), view.mesh), "app", None, svc)
+    assert rule is not None and rule.rule.meta.name == "exact"
 
 
 def test_virtual_service_bound_only_to_a_gateway_does_not_reach_the_sidecar() -> None:
@@ -195,4 +198,5 @@ def test_host_subset_of_follows_istio_host_name_semantics(host: str, pattern: st
 
 
 def test_no_sidecar_means_the_default_import_of_everything() -> None:
-    assert egress_host_patterns(None, "app") == [(None, "*", "*")]
+    (listener,) = pod_view([], "app").listeners
+    assert listener.catch_all and listener.imports == (HostImport("*", "*"),)
