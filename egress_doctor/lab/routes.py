@@ -3,7 +3,8 @@
 Istio's shape is kept (`<host>:<port>` virtual hosts, istiod's retry policy and timeouts, last
 `block_all` or `allow_any`, `ignore_port_in_host_matching`); the lab adds the loopback stand-in
 of each link-local address to the domains that name it, routes `allow_any` requests for the
-link-local hosts to their fakes, and names each virtual host in a response header.
+link-local hosts to their fakes, and names each virtual host in a response header (with a last
+route that answers Envoy's own 404 for requests no route matches, so that the header comes too).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from egress_doctor.lab.clusters import Json, lab_passthrough
 from egress_doctor.lab.upstreams import LINK_LOCAL_STANDINS, Upstreams
 
 VHOST_HEADER = "x-egress-doctor-vhost"  # lab only: which virtual host answered
+NO_ROUTE = "egress-doctor-lab-no-route"  # lab only: the 404 Envoy gives when no route matches
 _RETRY = {"retry_on": "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes",
           "num_retries": 2, "retry_host_predicate": [{"name": "envoy.retry_host_predicates.previous_hosts",
                                                       "typed_config": {"@type": "type.googleapis.com/envoy."
@@ -48,6 +50,9 @@ def _vhost(vhost: VirtualHost, mode: Mode, upstreams: Upstreams) -> Json:
     routes = [_route(r) for r in vhost.routes]
     if vhost.name == ALLOW_ANY and mode is Mode.ALLOW_ANY:
         routes = _link_local_passthrough(upstreams) + routes
+    # Envoy answers 404 when no route matches; this last route does the same, with the lab's
+    # header, so a client can tell which virtual host it reached.
+    routes.append({"name": NO_ROUTE, "match": {"prefix": "/"}, "direct_response": {"status": 404}})
     out: Json = {"name": vhost.name, "domains": _domains(vhost), "include_request_attempt_count": True,
                  "routes": routes,
                  "response_headers_to_add": [{"header": {"key": VHOST_HEADER, "value": vhost.name},

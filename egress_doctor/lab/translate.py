@@ -24,6 +24,7 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from egress_doctor.istio.gateway_proxy import build_gateway
 from egress_doctor.istio.objects import Mode
 from egress_doctor.istio.outbound import build_sidecar
 from egress_doctor.istio.scope import Scope
@@ -66,6 +67,8 @@ class EnvoyResources:
     admin: Json
     notes: list[str] = field(default_factory=list)  # where the lab had to differ from istiod
     proxy: ProxyConfig | None = None  # what the model said; the resources render it
+    # where each Istio listener (bind, port) can be dialled in the lab: (loopback address, port)
+    addresses: dict[tuple[str, int], tuple[str, int]] = field(default_factory=dict)
 
 
 def translate(scope: Scope, ports: LabPorts, upstreams: Upstreams, istio_version: str = ISTIO_VERSION,
@@ -80,18 +83,37 @@ def translate(scope: Scope, ports: LabPorts, upstreams: Upstreams, istio_version
         http.finish(config.catch_all)
         config.listeners[(WILDCARD, 80)] = http
         config.routes["80"] = catch_all_only("80", scope.mode)
+    return render(config, scope, ports, upstreams, _node(scope, ports, istio_version), listener_ports or {})
+
+
+def translate_gateway(scope: Scope, ports: LabPorts, upstreams: Upstreams,
+                      listener_ports: Mapping[tuple[str, int], int], istio_version: str = ISTIO_VERSION
+                      ) -> EnvoyResources:
+    """An egress gateway's configuration (istio.gateway_proxy), each listener on the loopback port
+    `listener_ports` names (a gateway's listeners bind their ports; there is no capture)."""
+    node = _node(scope, ports, istio_version)
+    node["id"] = node["id"].replace("sidecar~", "router~", 1)
+    return render(build_gateway(scope), scope, ports, upstreams, node, listener_ports)
+
+
+def render(config: ProxyConfig, scope: Scope, ports: LabPorts, upstreams: Upstreams, node: Json,
+           listener_ports: Mapping[tuple[str, int], int]) -> EnvoyResources:
     notes: list[str] = []
-    taken = {ip for (bind, port) in config.listeners if port == 80 and (ip := bind) in LINK_LOCAL_STANDINS}
-    listeners = [_listener(entry, ports, listener_ports or {}, notes, taken) for entry in config.listeners.values()]
-    listeners.append(_virtual_outbound(config, ports, taken))
+    taken = {bind for (bind, port) in config.listeners if port == 80 and bind in LINK_LOCAL_STANDINS}
+    addresses: dict[tuple[str, int], tuple[str, int]] = {}
+    listeners = [_listener(entry, ports, listener_ports, notes, taken, addresses)
+                 for entry in config.listeners.values()]
+    if config.kind == "sidecar":
+        listeners.append(_virtual_outbound(config, ports, taken))
     return EnvoyResources(
-        node=_node(scope, ports, istio_version),
+        node=node,
         listeners=listeners,
         clusters=build_clusters(config, upstreams, notes),
         routes=[route_config(r, scope.mode, upstreams) for r in _ordered(config.routes)],
         admin={"address": socket_address(ports.address, ports.admin)},
         notes=notes,
         proxy=config,
+        addresses=addresses,
     )
 
 
@@ -162,7 +184,7 @@ def _weighted(clusters: tuple[tuple[str, int], ...]) -> Json:
 
 
 def _listener(entry: Listener, ports: LabPorts, extra: Mapping[tuple[str, int], int], notes: list[str],
-              taken: set[str]) -> Json:
+              taken: set[str], addresses: dict[tuple[str, int], tuple[str, int]]) -> Json:
     listener: Json = {"name": entry.name, "traffic_direction": "OUTBOUND", "listener_filters_timeout": "0s",
                       "continue_on_listener_filters_timeout": True, "metadata": {
                           "filter_metadata": {LAB_METADATA: {"istio_address": f"{entry.bind}:{entry.port}"}}}}
@@ -173,8 +195,10 @@ def _listener(entry: Listener, ports: LabPorts, extra: Mapping[tuple[str, int], 
         # a link-local VIP: its stand-in is where the app's connection lands, as the original
         # destination would hand it to this listener rather than to 0.0.0.0_80
         listener["address"] = socket_address(standin, ports.http)
+        addresses[(entry.bind, entry.port)] = (standin, ports.http)
     elif lab_port:
         listener["address"] = socket_address(ports.address, lab_port)
+        addresses[(entry.bind, entry.port)] = (ports.address, lab_port)
         if entry.bind == WILDCARD and entry.port == 80:
             listener["additional_addresses"] = _standin_addresses(ports.http, taken)
     else:
