@@ -104,6 +104,32 @@ def cluster_routes(version: str = "v1") -> dict[str, Answer]:
     }
 
 
+def routes_for_objects(manifests: Iterable[Mapping[str, Any]], mesh: Mapping[str, Any], namespace: str = NAMESPACE,
+                       pod: str = POD, labels: Mapping[str, str] | None = None) -> dict[str, Answer]:
+    """A cluster holding exactly `manifests` (Istio objects, any namespace), the mesh ConfigMap
+    with `mesh` as its meshConfig, and the pod (`labels`, no capture annotations) in `namespace`."""
+    routes: dict[str, Answer] = {}
+    items = [dict(m) for m in manifests]
+    root = str(mesh.get("rootNamespace") or ROOT)
+    for plural, kind in zip(PLURALS, ("ServiceEntry", "Sidecar", "VirtualService", "DestinationRule", "Gateway"),
+                            strict=True):
+        listing = {"apiVersion": "networking.istio.io/v1", "kind": f"{kind}List",
+                   "metadata": {"resourceVersion": "1"}, "items": [i for i in items if i.get("kind") == kind]}
+        routes[istio_path(plural)] = Answer(listing)
+        for ns in dict.fromkeys([namespace, root]):
+            routes[istio_path(plural, ns)] = Answer(in_namespace(listing, ns))
+    document = recorded("pod-payments-api")
+    document["metadata"].update(name=pod, namespace=namespace, labels=dict(labels or {"app": "app"}))
+    document["metadata"]["annotations"] = {}
+    routes[pod_path(pod, namespace)] = Answer(document)
+    routes[f"/api/v1/namespaces/{namespace}"] = Answer({"apiVersion": "v1", "kind": "Namespace",
+                                                        "metadata": {"name": namespace, "labels": {}}})
+    configmap = recorded("configmap-istio")
+    configmap["data"]["mesh"] = yaml.safe_dump(dict(mesh))
+    routes[f"/api/v1/namespaces/{ROOT}/configmaps/istio"] = Answer(configmap)
+    return routes
+
+
 def pod_path(name: str = POD, namespace: str = NAMESPACE) -> str:
     return f"/api/v1/namespaces/{namespace}/pods/{name}"
 

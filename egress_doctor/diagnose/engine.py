@@ -41,13 +41,16 @@ class DiagnoseOptions:
     imds_fix: str = "serviceentry"  # or "annotation": exclude metadata addresses from capture
     export_to: Sequence[str] = field(default=(".",))
 
-    def fix_options(self, facts: RunFacts) -> FixOptions:
+    def fix_options(self, facts: RunFacts, mesh: MeshView | None = None) -> FixOptions:
+        """`mesh`: the objects in view, whose names a new object must not take."""
+        objects = mesh.objects if mesh is not None and mesh.objects is not None else ()
         return FixOptions(
             namespace=self.namespace or facts.namespace or "default",
             istio_api=self.istio_api,
             wildcard=self.wildcard,
             imds_fix=self.imds_fix,
             export_to=tuple(self.export_to),
+            taken=frozenset((o.meta.kind, o.meta.namespace, o.meta.name) for o in objects),
         )
 
 
@@ -66,7 +69,7 @@ def diagnose(
 ) -> Diagnosis:
     """`mesh`: what the sidecar's admin port and the Istio objects say (None: not read)."""
     options = options or DiagnoseOptions()
-    fix_options = options.fix_options(facts)  # validates the options before any work
+    fix_options = options.fix_options(facts, mesh)  # validates the options before any work
     ctx = RunContext(identity, facts, observe(list(checks), identity, facts))
     causes = find_causes(ctx)
     causes = [_gate(c, ctx) for c in causes]
@@ -76,7 +79,7 @@ def diagnose(
     plan = build_fixes((c.need for c in causes if c.need is not None), fix_options)
     hold = _hold_fix(causes, fix_options)
     findings = _merge(_finding(c, plan, hold) for c in causes)
-    fixes = sorted(plan.fixes + mesh_fixes(causes, mesh) + ([hold] if hold else []), key=lambda f: f.id)
+    fixes = sorted(plan.fixes + mesh_fixes(causes, mesh, fix_options) + ([hold] if hold else []), key=lambda f: f.id)
     return Diagnosis(findings=findings, fixes=fixes)
 
 

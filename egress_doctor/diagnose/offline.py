@@ -72,7 +72,7 @@ def _covered_by(ctx: MeshContext, host: str) -> str:
 def analyze(view: MeshView, endpoints: Sequence[SdkEndpoint], identity: Identity,
             options: DiagnoseOptions) -> Analysis:
     facts = RunFacts(uid=1000, gid=1000, namespace=view.pod_namespace)
-    fix_options = options.fix_options(facts)
+    fix_options = options.fix_options(facts, view)
     ctx = mesh_context(view, fix_options.namespace, ExplainOptions(fix_options.wildcard, fix_options.istio_api))
     state = ModelState(ctx)
     result = Analysis()
@@ -88,7 +88,7 @@ def analyze(view: MeshView, endpoints: Sequence[SdkEndpoint], identity: Identity
     causes += [note for c in causes for note in modern_endpoint(c)]
     plan = build_fixes((c.need for c in causes if c.need is not None), fix_options)
     result.findings = _merge(_finding(c, plan, None) for c in causes)
-    result.fixes = sorted(plan.fixes + mesh_fixes(causes, view), key=lambda f: f.id)
+    result.fixes = sorted(plan.fixes + mesh_fixes(causes, view, fix_options), key=lambda f: f.id)
     return result
 
 

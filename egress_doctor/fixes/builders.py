@@ -100,6 +100,8 @@ class FixOptions:
     wildcard: bool = False  # *.ddb.<region>… with resolution NONE instead of one account's host
     imds_fix: str = "serviceentry"  # or "annotation": exclude the metadata addresses from capture
     export_to: tuple[str, ...] = (".",)
+    # (kind, namespace, name) of every object in view: a new object never takes one of these names
+    taken: frozenset[tuple[str, str, str]] = frozenset()
 
     def __post_init__(self) -> None:
         if self.istio_api not in ISTIO_APIS:
@@ -134,6 +136,20 @@ def service_entry_name(host: str) -> str:
     if is_ip(host):
         return metadata_endpoint(host).name
     return _dns_label(host.lower().rstrip(".").replace("*", "wildcard"))
+
+
+def unique_name(kind: str, namespace: str, base: str, taken: frozenset[tuple[str, str, str]]) -> str:
+    """`base`, or `base-2`, `base-3`… when an object of that kind and namespace already has it."""
+    name, index = base, 1
+    while (kind, namespace, name) in taken:
+        index += 1
+        name = f"{base[: 63 - len(str(index)) - 1]}-{index}"
+    return name
+
+
+def entry_name(host: str, options: FixOptions) -> str:
+    """The name of the ServiceEntry a fix creates for `host`, clear of the objects in view."""
+    return unique_name("ServiceEntry", options.namespace, service_entry_name(host), options.taken)
 
 
 # --- objects ------------------------------------------------------------------------------------
@@ -257,13 +273,14 @@ def _metadata_fix(address: str, needs: list[EgressNeed], options: FixOptions) ->
     manifest = metadata_service_entry(
         address, needs[0].port, namespace=options.namespace, istio_api=options.istio_api, export_to=export_to,
     )
+    manifest["metadata"]["name"] = entry_name(address, options)
     lines = [_need_line(n) for n in needs] + [
         f"{endpoint.label}: placeholder host {endpoint.placeholder}, addresses [{address}], STATIC.",
         f'Alternative: pod annotation {EXCLUDE_ANNOTATION}: "{endpoint.cidr}"'
         " (pods restart; --imds-fix annotation).",
         _scope_line(options, export_to),
     ]
-    return Fix(id=f"serviceentry/{endpoint.name}", description="\n".join(lines), manifests=[manifest])
+    return Fix(id=f"serviceentry/{manifest['metadata']['name']}", description="\n".join(lines), manifests=[manifest])
 
 
 def _exclusion_fix(needs: list[EgressNeed], options: FixOptions) -> Fix:
@@ -286,7 +303,7 @@ def _entry_host(need: EgressNeed, options: FixOptions) -> str:
 
 
 def _service_fix(host: str, needs: list[EgressNeed], options: FixOptions) -> Fix:
-    name = service_entry_name(host)
+    name = entry_name(host, options)
     ports = [(n.port, "TLS" if n.scheme == "https" else "HTTP") for n in needs]
     export_to = _export_to(needs, options)
     manifest = external_service_entry(

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from egress_doctor.fixes.builders import MANAGED_BY, METADATA_ENDPOINTS, api_version, service_entry_name
+from egress_doctor.fixes.builders import MANAGED_BY, METADATA_ENDPOINTS, api_version, service_entry_name, unique_name
 from egress_doctor.fixes.manifest import Json, Op, apply_patch, base_manifest, patch_command
 from egress_doctor.istio.objects import (
     DestinationRule,
@@ -47,6 +47,9 @@ class Edit:
     # The object as read, for kinds outside the typed model (Gateway): edited like `target`.
     base: Json | None = field(default=None, compare=False)
     in_cluster: bool = True  # False: the webhook refused the object, only its file exists
+    # The pod's namespace when `target` sits in the root namespace and applies to every namespace
+    # (a root Sidecar): the fix then also offers the same object for that namespace alone.
+    mesh_wide_for: str = ""
 
     @property
     def existing(self) -> bool:
@@ -168,7 +171,8 @@ def import_into_sidecar(sc: Sidecar, entry: str, port: int, protocol: str = "TLS
 
 
 def stop_tls_origination(rule: DestinationRule, hostname: str, port: int, client_namespace: str,
-                         read: Mapping[str, Mapping[str, Any]], root_namespace: str) -> tuple[Edit, str]:
+                         read: Mapping[str, Mapping[str, Any]],
+                         taken: frozenset[tuple[str, str, str]] = frozenset()) -> tuple[Edit, str]:
     """Stop `rule` from originating TLS on hostname:port, touching nothing else it does.
 
     A rule for exactly this host: its port-level `tls` for the port, else its top-level `tls`,
@@ -194,15 +198,11 @@ def stop_tls_origination(rule: DestinationRule, hostname: str, port: int, client
     spec: Json = {"host": hostname}
     if kept:
         spec["trafficPolicy"] = kept
-    name = _dns_label_for(hostname)
+    name = unique_name("DestinationRule", client_namespace, service_entry_name(hostname), taken)
     edit = new_object("DestinationRule", name, client_namespace, spec, _version_of(rule),
                       f"a DestinationRule for exactly {hostname} without TLS origination")
     return edit, (f"{rule.meta.ref} is a wildcard rule for other hosts too; a rule for exactly {hostname} in "
                   f"{client_namespace} takes precedence for this pod without touching it.")
-
-
-def _dns_label_for(hostname: str) -> str:
-    return service_entry_name(hostname)
 
 
 def _version_of(obj: IstioObject) -> str:
@@ -262,8 +262,11 @@ def admissible(edit: Edit, read: Mapping[str, Mapping[str, Any]]) -> bool:
     return _admissible(manifest, namespace)
 
 
-def edit_fixes(edits: Iterable[Edit], read: Mapping[str, Mapping[str, Any]], reasons: Mapping[str, str]) -> list[Fix]:
-    """One Fix per object; `reasons` maps a fix id to the finding lines that asked for it."""
+def edit_fixes(edits: Iterable[Edit], read: Mapping[str, Mapping[str, Any]], reasons: Mapping[str, str],
+               alternatives: Mapping[str, Json] | None = None) -> list[Fix]:
+    """One Fix per object; `reasons` maps a fix id to the finding lines that asked for it;
+    `alternatives` a mesh-wide edit's fix id to the verified namespaced object it may be replaced by."""
+    alternatives = alternatives or {}
     grouped: dict[str, list[Edit]] = {}
     for edit in edits:
         grouped.setdefault(edit.fix_id, []).append(edit)
@@ -287,5 +290,26 @@ def edit_fixes(edits: Iterable[Edit], read: Mapping[str, Mapping[str, Any]], rea
         else:
             lines.append(f"Nothing to edit: {group[0].ref} does not exist.")
             patch = None
+        if group[0].mesh_wide_for and alternatives.get(fix_id):
+            lines += _alternative_lines(group[0], alternatives[fix_id])
         fixes.append(Fix(id=fix_id, description="\n".join(lines), manifests=[manifest], patch=patch))
     return fixes
+
+
+def namespaced_alternative(edit: Edit, manifest: Mapping[str, Any], taken: frozenset[tuple[str, str, str]]) -> Json:
+    """The edited root-namespace object as one in the pod's namespace: istiod prefers a Sidecar in
+    the pod's namespace to the root one, and `./` already means the pod's namespace in both."""
+    out = json.loads(json.dumps(dict(manifest)))
+    kind = out.get("kind", "Sidecar")
+    out["metadata"] = {"name": unique_name(kind, edit.mesh_wide_for, out["metadata"]["name"], taken),
+                       "namespace": edit.mesh_wide_for, "labels": dict(MANAGED_BY)}
+    return out
+
+
+def _alternative_lines(edit: Edit, alternative: Json) -> list[str]:
+    import yaml
+
+    text = yaml.safe_dump(alternative, sort_keys=False, default_flow_style=False)
+    return [f"Mesh-wide: {edit.ref} applies to every namespace that has no Sidecar of its own.",
+            f"To change only {edit.mesh_wide_for} instead (egress-doctor checked it the same way), apply:",
+            *(f"  {line}" for line in text.splitlines())]

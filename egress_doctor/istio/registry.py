@@ -148,6 +148,6 @@ def service_visible(svc: Service, namespace: str, mesh: MeshConfig) -> bool:
     return exported(effective_export(svc.export_to, mesh.default_service_export_to), svc.namespace, namespace)
 
 
-def service_export_reach(svc: Service, mesh: MeshConfig) -> frozenset[str]:
-    """The exportTo that applies (written or the mesh default), as istiod reads it."""
-    return effective_export(svc.export_to, mesh.default_service_export_to)
+def service_export_reach(svc: Service, mesh: MeshConfig) -> tuple[str, ...]:
+    """The exportTo that applies (written, else the mesh default), in the order written."""
+    return tuple(svc.export_to or mesh.default_service_export_to)

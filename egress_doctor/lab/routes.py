@@ -52,7 +52,8 @@ def _vhost(vhost: VirtualHost, mode: Mode, upstreams: Upstreams) -> Json:
         routes = _link_local_passthrough(upstreams) + routes
     # Envoy answers 404 when no route matches; this last route does the same, with the lab's
     # header, so a client can tell which virtual host it reached.
-    routes.append({"name": NO_ROUTE, "match": {"prefix": "/"}, "direct_response": {"status": 404}})
+    if not routes or routes[-1]["match"] != {"prefix": "/"}:
+        routes.append({"name": NO_ROUTE, "match": {"prefix": "/"}, "direct_response": {"status": 404}})
     out: Json = {"name": vhost.name, "domains": _domains(vhost), "include_request_attempt_count": True,
                  "routes": routes,
                  "response_headers_to_add": [{"header": {"key": VHOST_HEADER, "value": vhost.name},

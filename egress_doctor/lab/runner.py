@@ -58,9 +58,12 @@ class LabConfig:
     istio_version: str = ISTIO_VERSION
     labels: Mapping[str, str] | None = None  # the pod's labels (Sidecar workloadSelector)
     assume_http_80: bool = True  # some HTTP service on :80 exists in the mesh (nearly always)
+    mesh_config: MeshConfig | None = None  # the rest of meshConfig (exportTo defaults, root namespace)
 
     def mesh(self) -> MeshConfig:
-        return MeshConfig(outbound_traffic_policy=self.mode)
+        if self.mesh_config is None:
+            return MeshConfig(outbound_traffic_policy=self.mode)
+        return replace(self.mesh_config, outbound_traffic_policy=self.mode)
 
     def load(self) -> list[IstioObject]:
         objects, _ = load_files(self.files, self.namespace)

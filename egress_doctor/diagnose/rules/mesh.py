@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from egress_doctor.diagnose.catalogue import codes_with
 from egress_doctor.diagnose.rules.base import Cause, RunContext
 from egress_doctor.diagnose.rules.mesh_explain import ExplainOptions, Explanation, MeshContext, mesh_context, passes
 from egress_doctor.diagnose.rules.mesh_explain import registry_only_override as _override
-from egress_doctor.diagnose.rules.mesh_plan import HostPlan, ModelState, plan_host
+from egress_doctor.diagnose.rules.mesh_plan import HostPlan, ModelState, new_entry_manifest, plan_host
+from egress_doctor.diagnose.rules.predicted import predicted
 from egress_doctor.fixes.builders import FixOptions
-from egress_doctor.fixes.edits import edit_fixes
+from egress_doctor.fixes.edits import edit_fixes, edited_manifest, namespaced_alternative
+from egress_doctor.istio.objects import Ignored
+from egress_doctor.istio.parse import parse_object
 from egress_doctor.model import Fix
 from egress_doctor.sources.view import MeshView
 
@@ -39,8 +43,30 @@ def refine_causes(
     out: list[Cause] = []
     for c in causes:
         out += _refine(c, ctx, state, fix_options) if ctx.sidecar_in_path else [c]
+    if ctx.sidecar_in_path:
+        for c in _model_predicted(causes, ctx, state):
+            out += _refine(c, ctx, state, fix_options)
     blocked = any(c.code in codes_with("blocked") or c.code in codes_with("mesh_blocks") for c in out)
     return out + run_causes(state.ctx, blocked)
+
+
+def _model_predicted(causes: Sequence[Cause], ctx: RunContext, state: ModelState) -> list[Cause]:
+    """Calls skipped because an earlier one failed, whose host the model says this pod cannot reach
+    either (the registry-block prediction covers only what a blocked host proves)."""
+    if state.ctx.world is None:
+        return []
+    known = {(c.need.host, c.need.port) for c in causes if c.need is not None}
+    known |= {(o.host, o.port) for c in causes for o in c.checks}
+    known |= {(o.host, o.port) for o in ctx.observations if not o.skipped}
+    failed = next((o.id for o in ctx.observations if o.failed), "an earlier check")
+    out = []
+    for o in ctx.observations:
+        if not o.skipped or o.host is None or o.port is None or (o.host, o.port) in known:
+            continue
+        known.add((o.host, o.port))
+        if passes(state.ctx, o.host, o.port, o.scheme) is False:
+            out.append(predicted(o, failed))
+    return out
 
 
 def _destination(c: Cause) -> tuple[str, int, str] | None:
@@ -128,8 +154,9 @@ def run_causes(mctx: MeshContext, blocked: bool) -> list[Cause]:
     return out
 
 
-def mesh_fixes(causes: Iterable[Cause], view: MeshView | None) -> list[Fix]:
+def mesh_fixes(causes: Iterable[Cause], view: MeshView | None, options: FixOptions | None = None) -> list[Fix]:
     """One fix per edited (or created) object, its description naming the findings it answers."""
+    causes = list(causes)
     with_edit = [c for c in causes if c.edit is not None]
     reasons: dict[str, list[str]] = {}
     for c in with_edit:
@@ -140,4 +167,45 @@ def mesh_fixes(causes: Iterable[Cause], view: MeshView | None) -> list[Fix]:
             reasons[c.edit.fix_id].append(line)
     manifests = view.manifests if view is not None else {}
     edits = [c.edit for c in with_edit if c.edit is not None]
-    return edit_fixes(edits, manifests, {k: "\n".join(v) for k, v in reasons.items()})
+    alternatives = _alternatives(causes, view, options or FixOptions()) if view is not None else {}
+    return edit_fixes(edits, manifests, {k: "\n".join(v) for k, v in reasons.items()}, alternatives)
+
+
+def _alternatives(causes: list[Cause], view: MeshView, options: FixOptions) -> dict[str, dict[str, Any]]:
+    """For each mesh-wide edit, the same object for the pod's namespace alone — kept only when the
+    model, with it instead of the mesh-wide edit and every other fix applied, reaches each host."""
+    out: dict[str, dict[str, Any]] = {}
+    groups: dict[str, list[Cause]] = {}
+    for c in causes:
+        if c.edit is not None and c.edit.mesh_wide_for:
+            groups.setdefault(c.edit.fix_id, []).append(c)
+    for fix_id, group in groups.items():
+        edits = [c.edit for c in group if c.edit is not None]
+        manifest, _, _ = edited_manifest(edits, view.manifests)
+        alternative = namespaced_alternative(edits[0], manifest, options.taken)
+        if _verified_with(alternative, fix_id, causes, view, options):
+            out[fix_id] = alternative
+    return out
+
+
+def _verified_with(alternative: dict[str, Any], replaced: str, causes: list[Cause], view: MeshView,
+                   options: FixOptions) -> bool:
+    state = ModelState(mesh_context(view, options.namespace))
+    if state.ctx.world is None:
+        return False
+    objects = {o.meta.ref: o for o in state.ctx.world.objects}
+    others: dict[str, list[Any]] = {}
+    for c in causes:
+        if c.edit is not None and c.edit.fix_id != replaced:
+            others.setdefault(c.edit.fix_id, []).append(c.edit)
+    documents = [edited_manifest(group, view.manifests)[0] for group in others.values()]
+    documents += [new_entry_manifest(c.need.host, c.need.port, c.need.scheme, options, c.need.export_to or
+                                     options.export_to) for c in causes if c.need is not None]
+    for document in [*documents, alternative]:
+        obj = parse_object(document, str(document["metadata"]["namespace"]), "planned")
+        if not isinstance(obj, Ignored):
+            objects[obj.meta.ref] = obj
+    ctx = state.ctx.with_objects(tuple(objects.values()))
+    hosts = {(d[0], d[1], d[2]) for c in causes if c.edit is not None and c.edit.fix_id == replaced
+             if (d := _destination(c)) is not None}
+    return all(passes(ctx, *h) for h in hosts)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 from egress_doctor.aws.hosts import ddb_wildcard, is_account_ddb_host, is_ip, near_miss
@@ -74,6 +74,11 @@ class MeshContext:
     @cached_property
     def by_ref(self) -> dict[str, IstioObject]:
         return {o.meta.ref: o for o in self.world.objects} if self.world else {}
+
+    @cached_property
+    def taken(self) -> frozenset[tuple[str, str, str]]:
+        """(kind, namespace, name) of every object read: names a new object must not take."""
+        return frozenset((o.meta.kind, o.meta.namespace, o.meta.name) for o in self.view.objects or ())
 
     @property
     def scope(self) -> Scope | None:
@@ -281,7 +286,7 @@ def _tls_origination(ctx: MeshContext, path: Reach, host: str, port: int) -> lis
         return []
     rule = cluster.rule.rule
     edit, remedy = edits.stop_tls_origination(rule, cluster.service.hostname, port, ctx.namespace,
-                                              ctx.view.manifests, ctx.scope.mesh.root_namespace)  # type: ignore[union-attr]
+                                              ctx.view.manifests, ctx.taken)
     args = {"host": host, "port": port, "rule": rule.meta.ref, "mode": cluster.tls.mode, "remedy": remedy}
     return [Explanation("ED620", args, host, port, checked(ctx, edit))]
 
@@ -331,7 +336,7 @@ def _hidden_by(ctx: MeshContext, decision: Decision, se: ServiceEntry, hostname:
     assert ctx.scope is not None
     if decision.reason is Reason.NOT_EXPORTED:
         svc = next(s for s in _services_of(ctx, se) if s.hostname == hostname)
-        reach_now = sorted(service_export_reach(svc, ctx.scope.mesh))
+        reach_now = list(service_export_reach(svc, ctx.scope.mesh))
         export_to = json.dumps(list(se.export_to)) if se.export_to else f"(the mesh default {json.dumps(reach_now)})"
         args = {**base, "export_to": export_to, "namespace": ctx.namespace}
         edit = checked(ctx, edits.export_to_namespace(se, ctx.namespace, reach_now))
@@ -340,6 +345,9 @@ def _hidden_by(ctx: MeshContext, decision: Decision, se: ServiceEntry, hostname:
     import_as = f"{se.meta.namespace}/{hostname}"
     protocol = "TLS" if scheme == "https" else "HTTP"
     edit = checked(ctx, edits.import_into_sidecar(sidecar, import_as, port, protocol)) if sidecar else None
+    if edit is not None and sidecar is not None and sidecar.meta.namespace == ctx.scope.mesh.root_namespace \
+            and ctx.namespace != sidecar.meta.namespace:
+        edit = replace(edit, mesh_wide_for=ctx.namespace)
     where = sidecar.meta.ref if sidecar else "a Sidecar"
     if decision.reason is Reason.PORT_LOCKED:
         where += f" (its egress listener for port {port} owns that port; the catch-all adds nothing to it)"

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from egress_doctor.fixes import edits
+from egress_doctor.fixes.builders import unique_name
 from egress_doctor.fixes.edits import Edit
 from egress_doctor.istio.destination_rules import index_rules, rule_for
 from egress_doctor.istio.hosts import subset_of
@@ -80,7 +81,9 @@ def _missing_subset(world: World, path: Reach, host: str, vs: VirtualService | N
         problem = f"{rule.rule.meta.ref} (the rule this pod uses for it) has no subset {subset}"
         return [GatewayProblem("ED622", {**args, "problem": problem}, edits.add_subset(rule.rule, subset))]
     spec = {"host": service_host, "subsets": [{"name": subset}]}
-    edit = edits.new_object("DestinationRule", service_host.split(".")[0], world.proxy.namespace, spec, istio_api,
+    taken = frozenset((o.meta.kind, o.meta.namespace, o.meta.name) for o in world.objects)
+    name = unique_name("DestinationRule", world.proxy.namespace, service_host.split(".")[0], taken)
+    edit = edits.new_object("DestinationRule", name, world.proxy.namespace, spec, istio_api,
                             f"new DestinationRule with subset {subset}")
     return [GatewayProblem("ED622", {**args, "problem": "no DestinationRule this pod sees defines it"}, edit)]
 
@@ -129,7 +132,7 @@ def _hidden_from_gateway(world: World, path: Reach, vs: VirtualService, host: st
     for se in of_kind(world.scope.objects, ServiceEntry):
         for svc in build_services([se]):
             if svc.origin is se and subset_of(host, svc.hostname) and not service_visible(svc, namespace, world.mesh):
-                reach = sorted(service_export_reach(svc, world.mesh))
+                reach = list(service_export_reach(svc, world.mesh))
                 edit = edits.export_to_namespace(se, namespace, reach)
                 return [GatewayProblem("ED650", {**args, "entry": se.meta.ref}, edit)]
     return [GatewayProblem("ED650", {**args, "entry": "no ServiceEntry"}, None, new_entry=True)]

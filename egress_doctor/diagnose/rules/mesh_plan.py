@@ -21,8 +21,7 @@ from typing import Any
 
 from egress_doctor.aws.hosts import is_ip
 from egress_doctor.diagnose.rules.mesh_explain import Explanation, MeshContext, explain, passes
-from egress_doctor.fixes.builders import FixOptions, external_service_entry, metadata_service_entry
-from egress_doctor.fixes.builders import service_entry_name as entry_name
+from egress_doctor.fixes.builders import FixOptions, entry_name, external_service_entry, metadata_service_entry
 from egress_doctor.fixes.edits import Edit, edited_manifest
 from egress_doctor.istio.objects import Ignored, IstioObject, IstioParseError
 from egress_doctor.istio.parse import parse_object
@@ -165,7 +164,9 @@ def new_entry_manifest(host: str, port: int, scheme: str, options: FixOptions,
                        export_to: tuple[str, ...]) -> dict[str, Any]:
     """The ServiceEntry `fixes.builders` prints for host:port, as the model sees it."""
     if is_ip(host):
-        return metadata_service_entry(host, port, namespace=options.namespace, istio_api=options.istio_api,
-                                      export_to=export_to)
-    return external_service_entry(entry_name(host), [host], [(port, "TLS" if scheme == "https" else "HTTP")],
+        manifest = metadata_service_entry(host, port, namespace=options.namespace, istio_api=options.istio_api,
+                                          export_to=export_to)
+        manifest["metadata"]["name"] = entry_name(host, options)
+        return manifest
+    return external_service_entry(entry_name(host, options), [host], [(port, "TLS" if scheme == "https" else "HTTP")],
                                   namespace=options.namespace, istio_api=options.istio_api, export_to=export_to)

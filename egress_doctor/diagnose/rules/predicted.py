@@ -27,11 +27,11 @@ def predicted_destinations(ctx: RunContext, causes: list[Cause]) -> list[Cause]:
         if not o.skipped or o.host is None or o.port is None or (o.host, o.port) in known:
             continue
         known.add((o.host, o.port))
-        out.append(_predicted(o, blocked_by))
+        out.append(predicted(o, blocked_by))
     return out
 
 
-def _predicted(o: Observation, blocked_by: str) -> Cause:
+def predicted(o: Observation, blocked_by: str) -> Cause:
     reason = f"not called yet ({blocked_by} failed first); botocore's endpoint rules name it"
     return Cause(
         "ED307",
