@@ -205,3 +205,45 @@ spec:
         fix = next(f for f in report["fixes"] if f["id"].startswith("edit/sidecar/istio-system"))
         assert "only payments" in fix["description"]
         closes_in_one_round(pod, {"ED611"})
+
+
+def test_a_metadata_endpoint_moved_to_another_address_gets_a_fix_named_after_it(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pki: Pki) -> None:
+    """AWS_EC2_METADATA_SERVICE_ENDPOINT=http://198.18.0.254/ (198.18.0.0/15: benchmarking
+    addresses; the lab's connect-to rules keep it on loopback): placeholder host, addresses,
+    STATIC endpoint; httproute.go puts the address into the virtual host's domains."""
+    aws = entry("aws-sts", "payments", [STS]) + entry("aws-ddb", "payments", ["dynamodb.us-east-1.amazonaws.com"])
+    with mesh_pod(monkeypatch, tmp_path, pki, aws, REGISTRY_ONLY, credentials="imds",
+                  imds_address="198.18.0.254") as pod:
+        fix = closes_in_one_round(pod, set())
+    (metadata,) = [m for m in fix if "198.18.0.254" in m["spec"].get("addresses", [])]
+    assert metadata["spec"]["hosts"] == ["ip-198-18-0-254.egress.internal"]
+    assert metadata["spec"]["endpoints"] == [{"address": "198.18.0.254"}]
+    assert metadata["spec"]["resolution"] == "STATIC"
+
+
+def test_analyze_with_the_apps_environment_prints_the_fix_its_sdk_needs(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pki: Pki) -> None:
+    """AWS_STS_REGIONAL_ENDPOINTS=legacy: botocore calls the global STS host; analyze --env knows."""
+    import io
+
+    import yaml
+
+    from egress_doctor.cli import main
+    from egress_doctor.context import Environment
+
+    objects = entry("aws-sts", "payments", [STS]) + entry("aws-ddb", "payments", [DDB])
+    path = tmp_path / "mesh.yaml"
+    path.write_text(objects)
+    out = io.StringIO()
+    main(["analyze", "-f", str(path), "-n", "payments", "--mode", "REGISTRY_ONLY", "--region", "us-east-1",
+          "--credentials", "irsa", "--account", ACCOUNT, "--table", "orders", "--fix-only",
+          "--env", "AWS_STS_REGIONAL_ENDPOINTS=legacy"], Environment(environ={}, stdout=out, stderr=io.StringIO()))
+    fix = [d for d in yaml.safe_load_all(out.getvalue()) if d]
+    assert any("sts.amazonaws.com" in m["spec"]["hosts"] for m in fix)
+    with mesh_pod(monkeypatch, tmp_path, pki, objects, REGISTRY_ONLY) as pod:
+        monkeypatch.setenv("AWS_STS_REGIONAL_ENDPOINTS", "legacy")
+        assert pod.check().code == 1
+        pod.apply(fix)
+        after = pod.check()
+        assert after.code == 0, (failing(after), codes(after))

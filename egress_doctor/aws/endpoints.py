@@ -23,7 +23,7 @@ DynamoDB's regional host is always listed too (SDKs without account endpoints, a
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -60,16 +60,19 @@ class EndpointOptions:
     account: str | None = None
     tables: tuple[str, ...] = ()  # names or ARNs
     services: tuple[str, ...] = SERVICES
-    fips: bool = False
-    dualstack: bool = False
-    account_endpoint_mode: str = "preferred"  # AWS_ACCOUNT_ID_ENDPOINT_MODE
+    fips: bool | None = False  # None: as the environment says (AWS_USE_FIPS_ENDPOINT)
+    dualstack: bool | None = False  # None: as the environment says (AWS_USE_DUALSTACK_ENDPOINT)
+    account_endpoint_mode: str | None = "preferred"  # AWS_ACCOUNT_ID_ENDPOINT_MODE; None: the environment's
+    # The app's environment (AWS_* variables), read by botocore itself: AWS_STS_REGIONAL_ENDPOINTS,
+    # AWS_ENDPOINT_URL_*, AWS_S3_US_EAST_1_REGIONAL_ENDPOINT, … None: an isolated default SDK.
+    environ: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
         if self.credentials not in CREDENTIAL_MODES:
             raise ValueError(f"credentials must be one of {', '.join(CREDENTIAL_MODES)}")
         if self.account is not None and not _ACCOUNT.match(self.account):
             raise ValueError(f"account must be 12 digits, not {self.account!r}")
-        if self.account_endpoint_mode not in ACCOUNT_MODES:
+        if self.account_endpoint_mode is not None and self.account_endpoint_mode not in ACCOUNT_MODES:
             raise ValueError(f"account endpoint mode must be one of {', '.join(ACCOUNT_MODES)}")
         unknown = set(self.services) - set(SERVICES)
         if unknown:
@@ -80,16 +83,18 @@ def _session(options: EndpointOptions) -> Any:
     import botocore.session
 
     session = botocore.session.Session()
-    for name, value in (
+    settings: list[tuple[str, object]] = [
         ("config_file", "/nonexistent/egress-doctor/config"),
         ("credentials_file", "/nonexistent/egress-doctor/credentials"),
         ("region", options.region),
-        ("use_fips_endpoint", options.fips),
-        ("use_dualstack_endpoint", options.dualstack),
-        ("account_id_endpoint_mode", options.account_endpoint_mode),
-        ("sts_regional_endpoints", "regional"),
-        ("ignore_configured_endpoint_urls", True),
-    ):
+    ]
+    if options.environ is None:  # isolated: every setting that changes a host is fixed
+        settings += [("sts_regional_endpoints", "regional"), ("ignore_configured_endpoint_urls", True)]
+    for name, value in (("use_fips_endpoint", options.fips), ("use_dualstack_endpoint", options.dualstack),
+                        ("account_id_endpoint_mode", options.account_endpoint_mode)):
+        if value is not None:
+            settings.append((name, value))
+    for name, value in settings:
         session.set_config_variable(name, value)
     session.register("before-send", capture_before_send)
     return session
@@ -101,8 +106,7 @@ def _client(session: Any, service: str, options: EndpointOptions, account: str |
     kwargs: dict[str, Any] = {"aws_access_key_id": "AKIDEGRESSDOCTOR", "aws_secret_access_key": "offline"}
     if account:
         kwargs["aws_account_id"] = account
-    config = Config(retries={"total_max_attempts": 1}, use_fips_endpoint=options.fips,
-                    use_dualstack_endpoint=options.dualstack)
+    config = Config(retries={"total_max_attempts": 1})
     return session.create_client(service, region_name=options.region, config=config, **kwargs)
 
 
@@ -131,7 +135,9 @@ def _credential_endpoints(options: EndpointOptions, session: Any) -> list[SdkEnd
 
 def _account_of_run(options: EndpointOptions) -> str | None:
     """The account the SDK's credentials will carry; the placeholder when known only at run time."""
-    if options.account_endpoint_mode == "disabled":
+    if options.account_endpoint_mode == "disabled" or (
+            options.account_endpoint_mode is None and (options.environ or {}).get(
+                "AWS_ACCOUNT_ID_ENDPOINT_MODE", "").lower() == "disabled"):
         return None
     if _ACCOUNTS_CARRIED[options.credentials]:
         return options.account or _PLACEHOLDER_ACCOUNT
@@ -167,7 +173,18 @@ def _unknown_account(endpoint: SdkEndpoint) -> SdkEndpoint:
 
 
 def sdk_endpoints(options: EndpointOptions) -> list[SdkEndpoint]:
-    """Every destination, deduplicated by (host, port), in the order the SDK reaches them."""
+    """Every destination, deduplicated by (host, port), in the order the SDK reaches them. With
+    `options.environ`, botocore reads the app's AWS_* variables itself (os.environ holds exactly
+    those while the clients are built and called, as `check --mirror` does)."""
+    if options.environ is None:
+        return _endpoints(options)
+    from egress_doctor.mirror import applied
+
+    with applied({k: v for k, v in options.environ.items() if k.startswith("AWS_")}):
+        return _endpoints(options)
+
+
+def _endpoints(options: EndpointOptions) -> list[SdkEndpoint]:
     session = _session(options)
     found = _credential_endpoints(options, session)
     if "sts" in options.services:

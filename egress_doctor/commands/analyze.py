@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from egress_doctor import __version__, validate
@@ -42,8 +43,8 @@ def add_analyze_parser(commands: Any) -> None:
     p.add_argument("--region", help="AWS region (default: AWS_REGION / AWS_DEFAULT_REGION)")
     p.add_argument("--account", metavar="ID", help="12-digit account id the credentials carry (DynamoDB's "
                    "account endpoint); without it, irsa and pod-identity need *.ddb.<region>…")
-    p.add_argument("--credentials", choices=CREDENTIAL_MODES, default="irsa",
-                   help="how the app gets credentials (default irsa)")
+    p.add_argument("--credentials", choices=CREDENTIAL_MODES,
+                   help="how the app gets credentials (default: from the app's environment, else irsa)")
     p.add_argument("--table", action="append", default=[], metavar="NAME|ARN",
                    help="DynamoDB table (repeatable); an ARN adds its account's endpoint")
     p.add_argument("--service", action="append", choices=SERVICES, metavar="SERVICE",
@@ -54,14 +55,26 @@ def add_analyze_parser(commands: Any) -> None:
     p.add_argument("--mode", choices=("ALLOW_ANY", "REGISTRY_ONLY"),
                    help="mesh outboundTrafficPolicy (default: from an IstioOperator or istio ConfigMap in the "
                    "files, else ALLOW_ANY like Istio)")
-    p.add_argument("--fips", action="store_true", help="the app sets AWS_USE_FIPS_ENDPOINT=true")
-    p.add_argument("--dualstack", action="store_true", help="the app sets AWS_USE_DUALSTACK_ENDPOINT=true")
-    p.add_argument("--account-endpoint-mode", choices=ACCOUNT_MODES, default="preferred",
-                   help="the app's AWS_ACCOUNT_ID_ENDPOINT_MODE (default preferred)")
+    p.add_argument("--fips", action="store_true", default=None, help="the app sets AWS_USE_FIPS_ENDPOINT=true")
+    p.add_argument("--dualstack", action="store_true", default=None,
+                   help="the app sets AWS_USE_DUALSTACK_ENDPOINT=true")
+    p.add_argument("--account-endpoint-mode", choices=ACCOUNT_MODES,
+                   help="the app's AWS_ACCOUNT_ID_ENDPOINT_MODE (default: its environment's, else preferred)")
+    env_group = p.add_argument_group(
+        "the app's environment (botocore reads it: AWS_STS_REGIONAL_ENDPOINTS, AWS_ENDPOINT_URL_*, FIPS, …)")
+    env_group.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                           help="a variable of the app's environment (repeatable; wins over the others)")
+    env_group.add_argument("--env-file", action="append", default=[], metavar="FILE",
+                           help="NAME=VALUE lines (repeatable; # comments, export allowed)")
+    env_group.add_argument("--workload", metavar="[KIND/]NAME",
+                           help="the Pod, Deployment, StatefulSet, Job… in the files whose container env is the "
+                           "app's (default: the only one there is)")
+    env_group.add_argument("--container", metavar="NAME", help="the app's container in that workload")
     p.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
     p.add_argument("--fix-only", action="store_true", help="print only the fix as multi-document YAML")
-    p.add_argument("--istio-api", choices=("v1", "v1beta1", "v1alpha3"), default="v1",
-                   help="networking.istio.io version of new objects (default v1; edits keep their own)")
+    p.add_argument("--istio-api", choices=("v1", "v1beta1", "v1alpha3"),
+                   help="networking.istio.io version of new objects (default: the files' own, else v1; edits "
+                   "keep their own)")
     p.add_argument("--wildcard", action="store_true",
                    help="allow *.ddb.<region>.amazonaws.com (resolution NONE) instead of one account's host")
     p.add_argument("--imds-fix", choices=("serviceentry", "annotation"), default="serviceentry")
@@ -81,8 +94,10 @@ def _labels(values: list[str]) -> dict[str, str] | None:
     return out
 
 
-def _region(args: argparse.Namespace, env: Environment) -> str:
-    region = args.region or env.environ.get("AWS_REGION") or env.environ.get("AWS_DEFAULT_REGION")
+def _region(args: argparse.Namespace, env: Environment, app: Mapping[str, str] | None) -> str:
+    sources = [app or {}, env.environ]
+    region = args.region or next((s.get(n) for s in sources for n in ("AWS_REGION", "AWS_DEFAULT_REGION")
+                                  if s.get(n)), None)
     if not region:
         raise UsageError("--region is required (or AWS_REGION): the hosts depend on it")
     return str(validate.region(region))
@@ -90,6 +105,7 @@ def _region(args: argparse.Namespace, env: Environment) -> str:
 
 def run_analyze_command(args: argparse.Namespace, env: Environment) -> int:
     from egress_doctor.aws.endpoints import EndpointOptions, sdk_endpoints
+    from egress_doctor.commands.analyze_env import app_environment, credentials_of, istio_api_of
     from egress_doctor.diagnose.engine import DiagnoseOptions
     from egress_doctor.diagnose.offline import analyze
     from egress_doctor.istio.objects import MeshConfig, Mode
@@ -97,14 +113,20 @@ def run_analyze_command(args: argparse.Namespace, env: Environment) -> int:
     from egress_doctor.sources.files import FilesError, read_files, to_view
 
     started = time.monotonic()
-    region = _region(args, env)
     tables = tuple(validate.table(t) for t in args.table)
+    redactor = Redactor()
     try:
-        endpoint_options = EndpointOptions(
-            region=region, credentials=args.credentials, account=args.account, tables=tables,
-            services=tuple(args.service or ("sts", "dynamodb")), fips=args.fips, dualstack=args.dualstack,
-            account_endpoint_mode=args.account_endpoint_mode)
         read = read_files(args.filename, args.namespace)
+        app = app_environment(args, read, redactor)
+        region = _region(args, env, app.environ)
+        credentials, account = credentials_of(args, app.environ)
+        endpoint_options = EndpointOptions(
+            region=region, credentials=credentials, account=account, tables=tables,
+            services=tuple(args.service or ("sts", "dynamodb")),
+            fips=args.fips if app.environ is not None else bool(args.fips),
+            dualstack=args.dualstack if app.environ is not None else bool(args.dualstack),
+            account_endpoint_mode=args.account_endpoint_mode or (None if app.environ is not None else "preferred"),
+            environ=app.environ)
     except (ValueError, FilesError) as exc:
         raise UsageError(str(exc)) from None
     mesh = read.mesh or MeshConfig()
@@ -112,20 +134,20 @@ def run_analyze_command(args: argparse.Namespace, env: Environment) -> int:
         mesh = MeshConfig(Mode(args.mode), mesh.root_namespace, mesh.default_service_export_to,
                           mesh.default_virtual_service_export_to, mesh.default_destination_rule_export_to)
     view = to_view(read, args.namespace, mesh, _labels(args.label))
-    identity = Identity(source=args.credentials, region=region, region_source="--region" if args.region else "env",
-                        account_id=args.account)
-    options = DiagnoseOptions(namespace=args.namespace, istio_api=args.istio_api, wildcard=args.wildcard,
-                              imds_fix=args.imds_fix)
+    identity = Identity(source=credentials, region=region, region_source="--region" if args.region else "env",
+                        account_id=account)
+    options = DiagnoseOptions(namespace=args.namespace, istio_api=args.istio_api or istio_api_of(read),
+                              wildcard=args.wildcard, imds_fix=args.imds_fix)
     result = analyze(view, sdk_endpoints(endpoint_options), identity, options)
     report = Report(identity=identity, checks=result.checks,
                     facts=RunFacts(uid=env.uid, gid=env.gid, namespace=args.namespace),
                     findings=result.findings, fixes=result.fixes,
                     started_at=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
                     duration_ms=round((time.monotonic() - started) * 1000, 1), tool_version=__version__,
-                    warnings=_warnings(read, mesh, args), mesh=view)
+                    warnings=_warnings(read, mesh, args) + app.notes, mesh=view)
     from egress_doctor.commands.check import write_report
 
-    write_report(report, args, env, Redactor())
+    write_report(report, args, env, redactor)
     return int(report.exit_status)
 
 

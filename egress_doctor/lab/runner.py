@@ -59,6 +59,9 @@ class LabConfig:
     labels: Mapping[str, str] | None = None  # the pod's labels (Sidecar workloadSelector)
     assume_http_80: bool = True  # some HTTP service on :80 exists in the mesh (nearly always)
     mesh_config: MeshConfig | None = None  # the rest of meshConfig (exportTo defaults, root namespace)
+    # IMDS moved (AWS_EC2_METADATA_SERVICE_ENDPOINT) to this address, port 80; the lab's connect-to
+    # rules steer it to the port-80 stand-in, never onto the wire
+    imds_address: str | None = None
 
     def mesh(self) -> MeshConfig:
         if self.mesh_config is None:
@@ -79,10 +82,12 @@ class _Fakes:
     pod_identity: Any
     ca_bundle: Path
 
+    imds_address: str | None = None
+
     def upstreams(self) -> Upstreams:
         return Upstreams(aws=Endpoint(LOOPBACK, self.aws.port), imds=Endpoint(LOOPBACK, self.imds.port),
                          pod_identity=Endpoint(LOOPBACK, self.pod_identity.port),
-                         ca_bundle=str(self.ca_bundle))
+                         ca_bundle=str(self.ca_bundle), imds_address=self.imds_address or "169.254.169.254")
 
 
 @dataclass
@@ -224,7 +229,7 @@ class Lab:
         if cfg.tables:
             for owner in dict.fromkeys([MOTO_DEFAULT_ACCOUNT, account]):
                 aws.create_tables(cfg.tables, region=cfg.region, account_id=owner)
-        return _Fakes(aws, imds, agent, pki.ca_bundle_path)
+        return _Fakes(aws, imds, agent, pki.ca_bundle_path, cfg.imds_address)
 
     def _environment(self) -> dict[str, str]:
         assert self.ports and self.fakes and self.directory
@@ -234,7 +239,8 @@ class Lab:
             "AWS_DEFAULT_REGION": cfg.region,
             "AWS_REGION": cfg.region,
             "AWS_CA_BUNDLE": str(self.fakes.ca_bundle),
-            "AWS_EC2_METADATA_SERVICE_ENDPOINT": f"http://{LINK_LOCAL_STANDINS['169.254.169.254']}:{http}/",
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT": (f"http://{cfg.imds_address}/" if cfg.imds_address
+                                                  else f"http://{LINK_LOCAL_STANDINS['169.254.169.254']}:{http}/"),
             "EGRESS_DOCTOR_CONNECT_TO": ",".join(self.connect_to),
             "POD_NAMESPACE": cfg.namespace,
             # A pod has no ~/.aws: files that do not exist keep the developer's profiles out.

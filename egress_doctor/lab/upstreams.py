@@ -47,9 +47,10 @@ class Upstreams:
     pod_identity: Endpoint | None = None
     serves: Callable[[str], bool] = is_aws_host  # which names "resolve" to the fake AWS
     ca_bundle: str = ""  # what the fake AWS is signed by: stands in for the system roots
+    imds_address: str = "169.254.169.254"  # where the app's AWS_EC2_METADATA_SERVICE_ENDPOINT points
 
     def for_ip(self, ip: str) -> Endpoint | None:
-        if ip == "169.254.169.254":
+        if ip in ("169.254.169.254", self.imds_address):
             return self.imds
         if ip in ("169.254.170.23", "169.254.170.2"):
             return self.pod_identity

@@ -25,6 +25,7 @@ from egress_doctor.istio.parse import parse_object
 from egress_doctor.istio.yaml_load import load_all
 from egress_doctor.sources.kube_facts import parse_mesh_config
 from egress_doctor.sources.view import GatewayInfo, MeshView, gateway_info
+from egress_doctor.sources.workloads import WORKLOAD_KINDS
 
 SUFFIXES = (".yaml", ".yml")
 
@@ -43,6 +44,7 @@ class FileRead:
     namespace_labels: dict[str, str] = field(default_factory=dict)
     files: int = 0
     skipped: list[str] = field(default_factory=list)  # warnings: templates, unknown kinds summary
+    workloads: list[Mapping[str, Any]] = field(default_factory=list)  # Pods, Deployments, … (their env)
 
 
 def expand(paths: Iterable[str | Path]) -> Iterator[Path]:
@@ -102,6 +104,8 @@ def _take(doc: Any, namespace: str, source: str, read: FileRead) -> None:
             read.gateways.append(gateway)
     elif (mesh := _mesh_config(doc, source)) is not None:
         read.mesh, read.mesh_source = mesh, f"{kind} {source}"
+    elif kind in WORKLOAD_KINDS:
+        read.workloads.append(doc)
     elif kind == "Namespace" and (doc.get("metadata") or {}).get("name") == namespace:
         labels = (doc.get("metadata") or {}).get("labels") or {}
         read.namespace_labels = {str(k): str(v) for k, v in labels.items()}
