@@ -301,7 +301,7 @@ spec:
     MeshCase(
         "the entry is exported to the pod's namespace only, so the egress gateway has no cluster for it: "
         "the fix exports it to the gateway's namespace too",
-        [tls_eof(GCI)], ["ED650"], ["edit/serviceentry/payments/aws-sts"],
+        [tls_eof(GCI)], ["ED660"], ["edit/serviceentry/payments/aws-sts"],
         mesh=mesh_view(se("aws-sts", [STS], ns=NS, extra="  exportTo: ['.']\n") + GATEWAY_VS + GATEWAY_FOR_STS % 443),
         golden="egress-gateway-hidden-entry",
     ),

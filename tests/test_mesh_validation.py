@@ -8,16 +8,15 @@ from typing import Any
 import pytest
 import yaml
 
+from egress_doctor.istio.names import fqdn_error, wildcard_domain_error
 from egress_doctor.istio.objects import IstioObject
 from egress_doctor.istio.parse import parse_documents
 from egress_doctor.istio.validation import (
     Level,
     denial,
-    fqdn_error,
     is_admitted,
     namespace_slash_host_errors,
     validate,
-    wildcard_domain_error,
 )
 
 

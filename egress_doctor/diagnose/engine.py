@@ -18,7 +18,7 @@ from egress_doctor.diagnose.catalogue import entry
 from egress_doctor.diagnose.rules import CHECK_RULES, HOST_RULES, RUN_RULES
 from egress_doctor.diagnose.rules.base import Cause, HostGroup, Observation, RunContext, observe
 from egress_doctor.diagnose.rules.mesh import mesh_fixes, refine_causes
-from egress_doctor.diagnose.rules.mesh_explain import ExplainOptions
+from egress_doctor.diagnose.rules.mesh_context import ExplainOptions
 from egress_doctor.diagnose.rules.notes import modern_endpoint
 from egress_doctor.diagnose.rules.predicted import predicted_destinations
 from egress_doctor.fixes.builders import (

@@ -20,16 +20,8 @@ from egress_doctor.aws.hosts import is_ip
 from egress_doctor.diagnose.engine import DiagnoseOptions, _finding, _merge
 from egress_doctor.diagnose.rules.base import Cause, Observation, observe
 from egress_doctor.diagnose.rules.mesh import mesh_fixes, plan_causes
-from egress_doctor.diagnose.rules.mesh_explain import (
-    ExplainOptions,
-    Explanation,
-    MeshContext,
-    checked,
-    mesh_context,
-    passes,
-    registry_only_override,
-    visible_service,
-)
+from egress_doctor.diagnose.rules.mesh_context import ExplainOptions, Explanation, MeshContext, mesh_context
+from egress_doctor.diagnose.rules.mesh_explain import checked, passes, registry_only_override, visible_service
 from egress_doctor.diagnose.rules.mesh_plan import ModelState, plan_host
 from egress_doctor.diagnose.rules.notes import modern_endpoint
 from egress_doctor.fixes.builders import EgressNeed, FixOptions, build_fixes

@@ -10,7 +10,6 @@ other kinds come back as `Ignored`. `yaml` is imported when YAML is read, not wh
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -53,6 +52,7 @@ from egress_doctor.istio.objects import (
     VirtualService,
     WorkloadEntry,
 )
+from egress_doctor.istio.spec import Spec, mapping
 
 
 def load_files(paths: Iterable[str | Path], namespace: str) -> tuple[list[IstioObject], list[Ignored]]:
@@ -117,19 +117,19 @@ def parse_object(doc: Any, namespace: str, source: str = "") -> IstioObject | Ig
     group, _, version = api_version.partition("/")
     if api_version == "v1" and kind == KUBE_SERVICE:
         return _kube_service(_meta(doc, kind, api_version, namespace, source),
-                             _Spec(_mapping(doc.get("spec", {}), "spec", source), source))
+                             Spec(mapping(doc.get("spec", {}), "spec", source), source))
     if group != GROUP or kind not in KINDS:
         return Ignored(source, kind or "?", f"not an egress kind ({api_version or 'no apiVersion'} {kind})")
     if version not in API_VERSIONS:
         raise IstioParseError(f"unknown version {api_version} for {kind}", source)
     meta = _meta(doc, kind, api_version, namespace, source)
-    spec = _mapping(doc.get("spec", {}), "spec", source)
+    spec = mapping(doc.get("spec", {}), "spec", source)
     builder = _BUILDERS[kind]
-    return builder(meta, _Spec(spec, source))
+    return builder(meta, Spec(spec, source))
 
 
 def _meta(doc: dict[str, Any], kind: str, api_version: str, namespace: str, source: str) -> Meta:
-    metadata = _mapping(doc.get("metadata", {}), "metadata", source)
+    metadata = mapping(doc.get("metadata", {}), "metadata", source)
     name = metadata.get("name")
     if not isinstance(name, str) or not name:
         raise IstioParseError(f"{kind} without metadata.name", source)
@@ -144,83 +144,7 @@ def _meta(doc: dict[str, Any], kind: str, api_version: str, namespace: str, sour
     )
 
 
-def _mapping(value: Any, path: str, source: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise IstioParseError(f"{path}: must be an object", source)
-    return value
-
-
-class _Spec:
-    """Typed reads from a spec mapping, with CRD-like errors that name the field."""
-
-    def __init__(self, data: dict[str, Any], source: str, path: str = "spec") -> None:
-        self.data = data
-        self.source = source
-        self.path = path
-
-    def fail(self, field_name: str, message: str) -> IstioParseError:
-        return IstioParseError(f"{self.path}.{field_name}: {message}", self.source)
-
-    def child(self, field_name: str, value: Any) -> _Spec:
-        return _Spec(_mapping(value, f"{self.path}.{field_name}", self.source), self.source,
-                     f"{self.path}.{field_name}")
-
-    def strings(self, name: str) -> tuple[str, ...]:
-        value = self.data.get(name) or []
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise self.fail(name, "must be a list of strings")
-        return tuple(value)
-
-    def string(self, name: str, default: str = "") -> str:
-        value = self.data.get(name, default)
-        if value is None:
-            return default
-        if not isinstance(value, str):
-            raise self.fail(name, "must be a string")
-        return value
-
-    def integer(self, name: str, default: int = 0) -> int:
-        value = self.data.get(name, default)
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(name, "must be an integer")
-        return value
-
-    def items(self, name: str) -> list[_Spec]:
-        value = self.data.get(name) or []
-        if not isinstance(value, list):
-            raise self.fail(name, "must be a list")
-        return [self.child(f"{name}[{i}]", item) for i, item in enumerate(value)]
-
-    def labels(self, name: str) -> dict[str, str] | None:
-        """A string map; None when the field is absent."""
-        value = self.data.get(name)
-        if value is None:
-            return None
-        if not isinstance(value, dict):
-            raise self.fail(name, "must be an object")
-        return {str(k): str(v) for k, v in value.items()}
-
-    def selector(self, name: str, key: str = "labels") -> dict[str, str] | None:
-        """`workloadSelector: {labels: ...}` (`matchLabels` for a DestinationRule); {} when present
-        without labels, None when absent."""
-        if self.data.get(name) is None:
-            return None
-        return self.child(name, self.data[name]).labels(key) or {}
-
-    def enum(self, name: str, values: type[enum.StrEnum], default: enum.StrEnum) -> Any:
-        raw = self.string(name, default.value)
-        try:
-            return values(raw)
-        except ValueError:
-            allowed = ", ".join(v.value for v in values)
-            raise self.fail(name, f'Unsupported value: "{raw}": supported values: {allowed}') from None
-
-
-def _service_entry(meta: Meta, spec: _Spec) -> ServiceEntry:
+def _service_entry(meta: Meta, spec: Spec) -> ServiceEntry:
     return ServiceEntry(
         meta=meta,
         hosts=spec.strings("hosts"),
@@ -234,7 +158,7 @@ def _service_entry(meta: Meta, spec: _Spec) -> ServiceEntry:
     )
 
 
-def _service_port(spec: _Spec) -> ServicePort:
+def _service_port(spec: Spec) -> ServicePort:
     return ServicePort(
         number=spec.integer("number"),
         name=spec.string("name"),
@@ -243,7 +167,7 @@ def _service_port(spec: _Spec) -> ServicePort:
     )
 
 
-def _workload_entry(spec: _Spec) -> WorkloadEntry:
+def _workload_entry(spec: Spec) -> WorkloadEntry:
     ports = spec.data.get("ports") or {}
     if not isinstance(ports, dict):
         raise spec.fail("ports", "must be a map of port name to number")
@@ -255,7 +179,7 @@ def _workload_entry(spec: _Spec) -> WorkloadEntry:
     )
 
 
-def _sidecar(meta: Meta, spec: _Spec) -> Sidecar:
+def _sidecar(meta: Meta, spec: Spec) -> Sidecar:
     policy: Mode | None = None
     if "outboundTrafficPolicy" in spec.data:
         policy_spec = spec.child("outboundTrafficPolicy", spec.data["outboundTrafficPolicy"])
@@ -269,7 +193,7 @@ def _sidecar(meta: Meta, spec: _Spec) -> Sidecar:
     )
 
 
-def _egress_listener(spec: _Spec) -> EgressListener:
+def _egress_listener(spec: Spec) -> EgressListener:
     port = None
     if spec.data.get("port") is not None:
         p = spec.child("port", spec.data["port"])
@@ -278,7 +202,7 @@ def _egress_listener(spec: _Spec) -> EgressListener:
     return EgressListener(hosts=spec.strings("hosts"), port=port, bind=spec.string("bind"))
 
 
-def _client_tls(spec: _Spec, name: str = "tls") -> ClientTls | None:
+def _client_tls(spec: Spec, name: str = "tls") -> ClientTls | None:
     if spec.data.get(name) is None:
         return None
     tls = spec.child(name, spec.data[name])
@@ -290,7 +214,7 @@ def _client_tls(spec: _Spec, name: str = "tls") -> ClientTls | None:
     )
 
 
-def _traffic_policy(spec: _Spec) -> TrafficPolicy | None:
+def _traffic_policy(spec: Spec) -> TrafficPolicy | None:
     if spec.data.get("trafficPolicy") is None:
         return None
     policy = spec.child("trafficPolicy", spec.data["trafficPolicy"])
@@ -301,7 +225,7 @@ def _traffic_policy(spec: _Spec) -> TrafficPolicy | None:
     return TrafficPolicy(tls=_client_tls(policy), port_level=tuple(ports))
 
 
-def _destination_rule(meta: Meta, spec: _Spec) -> DestinationRule:
+def _destination_rule(meta: Meta, spec: Spec) -> DestinationRule:
     subsets = [Subset(name=sub.string("name"), labels=sub.labels("labels") or {}, policy=_traffic_policy(sub))
                for sub in spec.items("subsets")]
     return DestinationRule(
@@ -314,7 +238,7 @@ def _destination_rule(meta: Meta, spec: _Spec) -> DestinationRule:
     )
 
 
-def _route_destinations(spec: _Spec) -> tuple[RouteDestination, ...]:
+def _route_destinations(spec: Spec) -> tuple[RouteDestination, ...]:
     out = []
     for item in spec.items("route"):
         dest = item.child("destination", item.data.get("destination"))
@@ -327,7 +251,7 @@ def _route_destinations(spec: _Spec) -> tuple[RouteDestination, ...]:
     return tuple(out)
 
 
-def _tls_route(spec: _Spec) -> TlsRoute:
+def _tls_route(spec: Spec) -> TlsRoute:
     matches = tuple(
         TlsMatch(sni_hosts=m.strings("sniHosts"), port=m.integer("port"), gateways=m.strings("gateways"))
         for m in spec.items("match")
@@ -335,7 +259,7 @@ def _tls_route(spec: _Spec) -> TlsRoute:
     return TlsRoute(match=matches, route=_route_destinations(spec))
 
 
-def _http_route(spec: _Spec) -> HttpRoute:
+def _http_route(spec: Spec) -> HttpRoute:
     matches = []
     for m in spec.items("match"):
         uri = m.child("uri", m.data.get("uri"))
@@ -344,7 +268,7 @@ def _http_route(spec: _Spec) -> HttpRoute:
     return HttpRoute(match=tuple(matches), route=_route_destinations(spec), name=spec.string("name"))
 
 
-def _virtual_service(meta: Meta, spec: _Spec) -> VirtualService:
+def _virtual_service(meta: Meta, spec: Spec) -> VirtualService:
     return VirtualService(
         meta=meta,
         hosts=spec.strings("hosts"),
@@ -356,12 +280,12 @@ def _virtual_service(meta: Meta, spec: _Spec) -> VirtualService:
     )
 
 
-def _tcp_route(spec: _Spec) -> TcpRoute:
+def _tcp_route(spec: Spec) -> TcpRoute:
     matches = tuple(TcpMatch(port=m.integer("port"), gateways=m.strings("gateways")) for m in spec.items("match"))
     return TcpRoute(match=matches, route=_route_destinations(spec))
 
 
-def _gateway(meta: Meta, spec: _Spec) -> Gateway:
+def _gateway(meta: Meta, spec: Spec) -> Gateway:
     servers = []
     for server in spec.items("servers"):
         port = server.child("port", server.data.get("port"))
@@ -382,7 +306,7 @@ def kube_port_protocol(name: str, app_protocol: str) -> str:
     return prefix if Protocol.parse(prefix) is not Protocol.UNSUPPORTED else ""
 
 
-def _kube_service(meta: Meta, spec: _Spec) -> KubeService:
+def _kube_service(meta: Meta, spec: Spec) -> KubeService:
     ports = []
     for port in spec.items("ports"):
         name = port.string("name")

@@ -15,11 +15,18 @@ whole address: `domain name "254.169.254" invalid (top level domain "254" cannot
 from __future__ import annotations
 
 import enum
-import ipaddress
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from egress_doctor.istio.names import (
+    fqdn_error,
+    ip_subnet_error,
+    is_dns1123_label,
+    is_ip,
+    partial_wildcard_error,
+    quote,
+    wildcard_domain_error,
+)
 from egress_doctor.istio.objects import (
     DestinationRule,
     IstioObject,
@@ -29,11 +36,6 @@ from egress_doctor.istio.objects import (
     Sidecar,
     VirtualService,
 )
-
-_LABEL = r"[a-zA-Z0-9](?:[-a-zA-Z0-9]*[a-zA-Z0-9])?"
-_DNS1123_LABEL = re.compile(f"^{_LABEL}$")
-_WILDCARD_LABEL = re.compile(rf"^(\*|(\*|\*-)?{_LABEL})$")
-_MAX_LABEL = 63
 
 
 class Level(enum.StrEnum):
@@ -83,81 +85,6 @@ def denial(obj: IstioObject) -> str | None:
             f"configuration is invalid: {detail}")
 
 
-# ---- host and address rules (agent/validation.go) ------------------------------------------------
-
-
-def is_dns1123_label(value: str) -> bool:
-    return len(value) <= _MAX_LABEL and bool(_DNS1123_LABEL.match(value))
-
-
-def _is_wildcard_label(value: str) -> bool:
-    return len(value) <= _MAX_LABEL and bool(_WILDCARD_LABEL.match(value))
-
-
-def _dns1123_preconditions(name: str) -> str | None:
-    if len(name) > 255:
-        return f"domain name {_q(name)} too long (max 255)"
-    if not name:
-        return "empty domain name not allowed"
-    return None
-
-
-def dns1123_labels_error(domain: str) -> str | None:
-    parts = domain.split(".")
-    top = parts[-1]
-    if re.fullmatch(r"[+-]?\d+", top):
-        return f"domain name {_q(domain)} invalid (top level domain {_q(top)} cannot be all-numeric)"
-    for i, label in enumerate(parts):
-        if i == len(parts) - 1 and label == "":
-            return None  # "istio.io." is allowed
-        if not is_dns1123_label(label):
-            return f"domain name {_q(domain)} invalid (label {_q(label)} invalid)"
-    return None
-
-
-def fqdn_error(name: str) -> str | None:
-    return _dns1123_preconditions(name) or dns1123_labels_error(name)
-
-
-def wildcard_domain_error(domain: str) -> str | None:
-    """A valid FQDN, or one with a wildcard in the first label only."""
-    if problem := _dns1123_preconditions(domain):
-        return problem
-    first, dot, rest = domain.partition(".")
-    if not _is_wildcard_label(first):
-        return f"domain name {_q(domain)} invalid (label {_q(first)} invalid)"
-    return dns1123_labels_error(rest) if dot else None
-
-
-def partial_wildcard_error(host: str) -> str | None:
-    if "*" in host and len(host) != 1 and not host.startswith("*."):
-        return f"partial wildcard {_q(host)} not allowed"
-    return None
-
-
-def ip_subnet_error(value: str) -> str | None:
-    if value.count("/") == 1:
-        try:
-            ipaddress.ip_network(value, strict=False)
-        except ValueError:
-            return f"{value} is not a valid CIDR block"
-        return None
-    return None if is_ip(value) else f"{value} is not a valid IP"
-
-
-def is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
-
-
-def _q(value: str) -> str:
-    """Go's %q for the plain strings that appear here."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 # ---- ServiceEntry ---------------------------------------------------------------------------------
 
 
@@ -196,9 +123,9 @@ def _selector(out: _Collector, selector: dict[str, str] | None, what: str) -> No
     path = "spec.workloadSelector"
     for key, value in selector.items():
         if not key:
-            out.error(f"empty key is not supported in selector: {_q(f'{key}={value}')}", path)
+            out.error(f"empty key is not supported in selector: {quote(f'{key}={value}')}", path)
         if "*" in key or "*" in value:
-            out.error(f"wildcard is not supported in selector: {_q(f'{key}={value}')}", path)
+            out.error(f"wildcard is not supported in selector: {quote(f'{key}={value}')}", path)
     if not selector:
         out.warn(f"{what}: workload selector specified without labels, will be applied to all services in "
                  "namespace", path)
@@ -237,7 +164,7 @@ def _se_ports(out: _Collector, se: ServiceEntry) -> None:
     for i, port in enumerate(se.ports):
         path = f"spec.ports[{i}]"
         if port.name in names:
-            out.error(f"service entry port name {_q(port.name)} already defined", path)
+            out.error(f"service entry port name {quote(port.name)} already defined", path)
         if port.number in numbers:
             out.error(f"service entry port {port.number} already defined", path)
         names.add(port.name)
@@ -272,7 +199,7 @@ def _se_resolution(out: _Collector, se: ServiceEntry) -> None:
             if not ep.address and not ep.network:
                 out.error("address is required", path)
             elif ep.address and not ep.address.startswith("unix://") and not is_ip(ep.address):
-                out.error(f"endpoint address {_q(ep.address)} is not a valid IP address", path)
+                out.error(f"endpoint address {quote(ep.address)} is not a valid IP address", path)
             _endpoint_ports(out, ep.ports, port_names, path)
     elif se.resolution in (Resolution.DNS, Resolution.DNS_ROUND_ROBIN):
         _se_dns(out, se, port_names)
@@ -301,7 +228,7 @@ def _se_dns(out: _Collector, se: ServiceEntry, port_names: set[str]) -> None:
     for i, ep in enumerate(se.endpoints):
         path = f"spec.endpoints[{i}]"
         if not is_ip(ep.address) and fqdn_error(ep.address):
-            out.error(f"endpoint address {_q(ep.address)} is not a valid FQDN or an IP address", path)
+            out.error(f"endpoint address {quote(ep.address)} is not a valid FQDN or an IP address", path)
         _endpoint_ports(out, ep.ports, port_names, path)
     if se.addresses and len(se.hosts) > 1 and any(p.protocol.is_tcp for p in se.ports):
         out.warn("service entry can not have more than one host specified simultaneously with address and "
@@ -389,7 +316,7 @@ def namespace_slash_host_errors(value: str) -> list[str]:
         problems.append("config namespace and dnsName in host entry cannot be empty")
     bare = ns.removeprefix("~")
     if bare not in ("", "*", ".") and not is_dns1123_label(bare):
-        problems.append(f"invalid namespace value {_q(ns)} in sidecar")
+        problems.append(f"invalid namespace value {quote(ns)} in sidecar")
     if name != "*" and "." not in name:
         problems.append("short names (non FQDN) are not allowed")
     if problem := wildcard_domain_error(name):

@@ -18,7 +18,8 @@ from typing import Any
 
 from egress_doctor.diagnose.catalogue import codes_with
 from egress_doctor.diagnose.rules.base import Cause, RunContext
-from egress_doctor.diagnose.rules.mesh_explain import ExplainOptions, Explanation, MeshContext, mesh_context, passes
+from egress_doctor.diagnose.rules.mesh_context import ExplainOptions, Explanation, MeshContext, mesh_context
+from egress_doctor.diagnose.rules.mesh_explain import passes
 from egress_doctor.diagnose.rules.mesh_explain import registry_only_override as _override
 from egress_doctor.diagnose.rules.mesh_plan import HostPlan, ModelState, new_entry_manifest, plan_host
 from egress_doctor.diagnose.rules.predicted import predicted

@@ -11,7 +11,7 @@ through an egress gateway when the route goes there. Where the path breaks decid
   port (ED613-ED615), a metadata entry without the address (ED616), a near-miss name (ED617), or
   nothing at all (ED625, or ED630 offline);
 - a DestinationRule that originates TLS on a TLS call (ED620);
-- an egress gateway that cannot route it (ED621, ED622, ED650).
+- an egress gateway that cannot route it (ED621, ED622, ED660).
 The sidecar's admin view adds what only Envoy knows (a DNS cluster without endpoints, ED619) and
 stands alone when no objects were read. The first explanation is the root cause; it carries an
 `Edit` of the object to change or says that a new ServiceEntry is the fix (`new_entry`).
@@ -22,104 +22,23 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from functools import cached_property
+from dataclasses import replace
 
 from egress_doctor.aws.hosts import ddb_wildcard, is_account_ddb_host, is_ip, near_miss
 from egress_doctor.diagnose.catalogue import codes_with
+from egress_doctor.diagnose.rules.mesh_context import Explanation, MeshContext
 from egress_doctor.diagnose.rules.mesh_gateways import gateway_problems
 from egress_doctor.diagnose.rules.sidecar_facts import carries, dns_without_endpoints, sidecar_evidence
 from egress_doctor.fixes import edits
 from egress_doctor.fixes.edits import Edit
 from egress_doctor.istio.hosts import subset_of
-from egress_doctor.istio.objects import IstioObject, MeshConfig, Mode, Resolution, ServiceEntry
-from egress_doctor.istio.reach import Reach, Stop, World, assumed_services, reach
+from egress_doctor.istio.objects import IstioObject, Mode, Resolution, ServiceEntry
+from egress_doctor.istio.reach import Reach, Stop, reach
 from egress_doctor.istio.registry import Service, service_export_reach
-from egress_doctor.istio.scope import Decision, Proxy, Reason, Scope
-from egress_doctor.sources.view import MeshView, SidecarView
+from egress_doctor.istio.scope import Decision, Reason, Scope
+from egress_doctor.sources.view import SidecarView
 
 _BLOCK_ORDER = (Reason.REFUSED, Reason.NOT_EXPORTED, Reason.NOT_IMPORTED, Reason.PORT_LOCKED)
-
-
-@dataclass(frozen=True)
-class ExplainOptions:
-    wildcard: bool = False  # near-miss edits may add *.ddb.<region>… to a resolution NONE entry
-    istio_api: str = "v1"  # for objects created from scratch (Gateway, DestinationRule)
-
-
-@dataclass(frozen=True)
-class Explanation:
-    code: str
-    args: Mapping[str, object]
-    host: str
-    port: int
-    edit: Edit | None = None
-    new_entry: bool = False  # a new ServiceEntry for the host is the fix (fixes.builders)
-    blocks: bool = True  # explains why the host fails (False: context for another finding)
-
-
-@dataclass
-class MeshContext:
-    """A view prepared once per run: the model's world for the pod, and an index by ref."""
-
-    view: MeshView
-    namespace: str
-    world: World | None
-    options: ExplainOptions = field(default_factory=ExplainOptions)
-    # The sidecar's admin view describes the mesh as it is; once a fix is applied to the model it
-    # no longer does, and only the model speaks.
-    live: bool = True
-
-    @cached_property
-    def by_ref(self) -> dict[str, IstioObject]:
-        return {o.meta.ref: o for o in self.world.objects} if self.world else {}
-
-    @cached_property
-    def taken(self) -> frozenset[tuple[str, str, str]]:
-        """(kind, namespace, name) of every object read: names a new object must not take."""
-        return frozenset((o.meta.kind, o.meta.namespace, o.meta.name) for o in self.view.objects or ())
-
-    @property
-    def scope(self) -> Scope | None:
-        return self.world.scope if self.world else None
-
-    @property
-    def sidecar(self) -> SidecarView | None:
-        sc = self.view.sidecar
-        return sc if self.live and sc is not None and sc.present else None
-
-    @property
-    def mode(self) -> Mode | None:
-        """What the sidecar says when read, else what the objects say."""
-        if self.sidecar is not None and self.sidecar.outbound_mode is not None:
-            return self.sidecar.outbound_mode
-        return self.scope.mode if self.scope else None
-
-    def with_objects(self, objects: tuple[IstioObject, ...]) -> MeshContext:
-        world = self.world.with_objects(objects) if self.world else World(objects, self._mesh(), self._proxy())
-        return MeshContext(self.view, self.namespace, world, self.options, live=False)
-
-    def _mesh(self) -> MeshConfig:
-        """The mesh config read; unread, Istio's defaults with the mode the sidecar shows."""
-        if self.view.mesh is not None:
-            return self.view.mesh
-        sc = self.view.sidecar
-        if sc is not None and sc.present and sc.outbound_mode is not None:
-            return MeshConfig(outbound_traffic_policy=sc.outbound_mode)
-        return MeshConfig()
-
-    def _proxy(self) -> Proxy:
-        return Proxy(self.namespace, self.view.pod_labels)
-
-
-def mesh_context(view: MeshView, namespace: str | None = None, options: ExplainOptions | None = None) -> MeshContext:
-    namespace = view.pod_namespace or namespace or "default"
-    ctx = MeshContext(view, namespace, None, options or ExplainOptions())
-    if view.objects is not None:
-        objects = tuple(view.objects)
-        ctx.world = World(objects + assumed_services(objects), ctx._mesh(), ctx._proxy())
-    return ctx
 
 
 # ---- matching ------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ edit that mends it (istio.io "Egress Gateways", TLS passthrough). Pure.
 - The gateway has no chain for the SNI: the Gateway the route names is missing, or lists no
   server for the host on the port: ED621, the Gateway created or its server's hosts extended.
 - The gateway has a chain but no cluster for the host: the entry is not exported to the gateway's
-  namespace (ED650, the namespace added to its exportTo), or there is no entry (ED650, a new one).
+  namespace (ED660, the namespace added to its exportTo), or there is no entry (ED660, a new one).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ EGRESS_SELECTOR = {"istio": "egressgateway"}
 
 @dataclass(frozen=True)
 class GatewayProblem:
-    code: str  # ED621 (Gateway), ED622 (DestinationRule subset), ED650 (entry hidden from the gateway)
+    code: str  # ED621 (Gateway), ED622 (DestinationRule subset), ED660 (entry hidden from the gateway)
     args: dict[str, object]
     edit: Edit | None
     new_entry: bool = False
@@ -134,5 +134,5 @@ def _hidden_from_gateway(world: World, path: Reach, vs: VirtualService, host: st
             if svc.origin is se and subset_of(host, svc.hostname) and not service_visible(svc, namespace, world.mesh):
                 reach = list(service_export_reach(svc, world.mesh))
                 edit = edits.export_to_namespace(se, namespace, reach)
-                return [GatewayProblem("ED650", {**args, "entry": se.meta.ref}, edit)]
-    return [GatewayProblem("ED650", {**args, "entry": "no ServiceEntry"}, None, new_entry=True)]
+                return [GatewayProblem("ED660", {**args, "entry": se.meta.ref}, edit)]
+    return [GatewayProblem("ED660", {**args, "entry": "no ServiceEntry"}, None, new_entry=True)]

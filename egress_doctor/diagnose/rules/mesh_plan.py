@@ -20,7 +20,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from egress_doctor.aws.hosts import is_ip
-from egress_doctor.diagnose.rules.mesh_explain import Explanation, MeshContext, explain, passes
+from egress_doctor.diagnose.rules.mesh_context import Explanation, MeshContext
+from egress_doctor.diagnose.rules.mesh_explain import explain, passes
 from egress_doctor.fixes.builders import FixOptions, entry_name, external_service_entry, metadata_service_entry
 from egress_doctor.fixes.edits import Edit, edited_manifest
 from egress_doctor.istio.objects import Ignored, IstioObject, IstioParseError
