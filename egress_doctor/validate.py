@@ -16,9 +16,11 @@ class UsageError(Exception):
     """A bad flag or value: reported on one line, exit 2, nothing probed."""
 
 
-def region(value: str) -> str:
+def region(value: str, source: str = "--region") -> str:
+    """`value` when botocore accepts it as a region name; `source` (the flag, variable or file it
+    came from) is named in the error."""
     if not _REGION.match(value):
-        raise UsageError(f"invalid region {value!r}: expected a name such as us-east-1")
+        raise UsageError(f"invalid region {value!r} ({source}): expected a name such as us-east-1")
     return value
 
 
@@ -34,14 +36,12 @@ def table(value: str) -> str:
     return value
 
 
+MAX_SECONDS = 3600.0  # the longest --deadline or per-call timeout
+
+
 def positive_seconds(name: str, value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise UsageError(f"{name} {value!r}: expected a number of seconds") from None
-    if not 0 < seconds <= 3600:
-        raise UsageError(f"{name} {value!r}: expected more than 0 and at most 3600 seconds")
-    return seconds
+    """A deadline or timeout flag: seconds ("2.5") or a duration ("5s", "1m", "500ms"), as --interval."""
+    return duration(name, value, maximum=MAX_SECONDS)
 
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")

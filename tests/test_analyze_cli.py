@@ -42,7 +42,6 @@ def codes(*args: str) -> tuple[int, list[str]]:
         ("hidden-by-export-to", ["--mode", "REGISTRY_ONLY", "-n", "payments"], 1, ["ED610", "ED610", "ED610"]),
         ("hidden-by-sidecar", ["--mode", "REGISTRY_ONLY", "-n", "payments"], 1, ["ED611", "ED611", "ED611"]),
         ("dynamodb-declared-http", ["--mode", "REGISTRY_ONLY", "--credentials", "env"], 1, ["ED613"]),
-        ("no-service-entries", [], 0, ["ED631", "ED631", "ED631"]),
         ("no-service-entries", ["--mode", "REGISTRY_ONLY"], 1, ["ED630", "ED630", "ED630", "ED601", "ED602"]),
         ("allow-any", ["--mode", "REGISTRY_ONLY"], 0, ["ED631", "ED631", "ED631"]),
     ],

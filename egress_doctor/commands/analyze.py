@@ -95,12 +95,16 @@ def _labels(values: list[str]) -> dict[str, str] | None:
 
 
 def _region(args: argparse.Namespace, env: Environment, app: Mapping[str, str] | None) -> str:
-    sources = [app or {}, env.environ]
-    region = args.region or next((s.get(n) for s in sources for n in ("AWS_REGION", "AWS_DEFAULT_REGION")
-                                  if s.get(n)), None)
-    if not region:
-        raise UsageError("--region is required (or AWS_REGION): the hosts depend on it")
-    return str(validate.region(region))
+    """--region, else the app's AWS_REGION / AWS_DEFAULT_REGION, else this shell's; a set but empty or
+    malformed one is named."""
+    if args.region is not None:
+        return validate.region(args.region)
+    for source, where in ((app or {}, "the app's "), (env.environ, "")):
+        for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+            value = source.get(name)
+            if value is not None:
+                return validate.region(value, f"{where}{name}")
+    raise UsageError("--region is required (or AWS_REGION): the hosts depend on it")
 
 
 def run_analyze_command(args: argparse.Namespace, env: Environment) -> int:
@@ -129,6 +133,7 @@ def run_analyze_command(args: argparse.Namespace, env: Environment) -> int:
             environ=app.environ)
     except (ValueError, FilesError) as exc:
         raise UsageError(str(exc)) from None
+    _refuse_nothing(read, args)
     mesh = read.mesh or MeshConfig()
     if args.mode:
         mesh = MeshConfig(Mode(args.mode), mesh.root_namespace, mesh.default_service_export_to,
@@ -149,6 +154,18 @@ def run_analyze_command(args: argparse.Namespace, env: Environment) -> int:
 
     write_report(report, args, env, redactor)
     return int(report.exit_status)
+
+
+def _refuse_nothing(read: Any, args: argparse.Namespace) -> None:
+    """A gate that passes on an empty or mistyped directory would pass on anything: with no YAML
+    file at all, or no Istio content and no --mode to analyze against, there is nothing to analyze."""
+    paths = ", ".join(args.filename)
+    if read.files == 0:
+        raise UsageError(f"nothing to analyze: no *.yaml or *.yml file in {paths}")
+    if not (read.objects or read.gateways or read.mesh or read.namespace_labels or args.mode):
+        raise UsageError(f"nothing to analyze: {paths} holds no Istio object, mesh config or Namespace "
+                         f"({read.files} YAML file{'s' if read.files != 1 else ''} read); pass --mode to "
+                         "analyze a mesh without any entry")
 
 
 def _warnings(read: Any, mesh: Any, args: argparse.Namespace) -> list[str]:

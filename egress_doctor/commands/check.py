@@ -24,7 +24,7 @@ def check_options(args: argparse.Namespace, env: Environment) -> Any:
     except ValueError as exc:
         raise validate.UsageError(str(exc)) from None
     return CheckOptions(
-        region=validate.region(args.region) if args.region else None,
+        region=validate.region(args.region) if args.region is not None else None,  # '' is no region
         tables=[validate.table(t) for t in args.table],
         deadline=validate.positive_seconds("--deadline", args.deadline),
         connect_timeout=validate.positive_seconds("--connect-timeout", args.connect_timeout),

@@ -60,10 +60,20 @@ def load_files(paths: Iterable[str | Path], namespace: str) -> tuple[list[IstioO
     objects: list[IstioObject] = []
     ignored: list[Ignored] = []
     for path in _expand(paths):
-        got, skipped = parse_yaml(path.read_text(encoding="utf-8"), namespace, source=str(path))
+        got, skipped = parse_yaml(_read_bounded(path), namespace, source=str(path))
         objects += got
         ignored += skipped
     return objects, ignored
+
+
+def _read_bounded(path: Path) -> str:
+    from egress_doctor.istio.yaml_load import MAX_FILE_BYTES
+
+    with path.open("rb") as handle:
+        data = handle.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise IstioParseError(f"larger than {MAX_FILE_BYTES >> 20} MiB", str(path))
+    return data.decode("utf-8")
 
 
 def _expand(paths: Iterable[str | Path]) -> Iterator[Path]:
@@ -79,7 +89,9 @@ def parse_yaml(text: str, namespace: str, source: str = "<yaml>") -> tuple[list[
     try:
         import yaml  # here, not at import time: `egress-doctor --help` must stay light
 
-        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+        from egress_doctor.istio.yaml_load import load_all
+
+        documents = [d for d in load_all(text) if d is not None]
     except yaml.YAMLError as exc:
         raise IstioParseError(f"not valid YAML: {exc}", source) from exc
     return parse_documents(documents, namespace, source)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from egress_doctor import __version__
+from egress_doctor import __version__, validate
 from egress_doctor.aws.identity import CredentialPlan, plan_credentials
 from egress_doctor.aws.predict import predict_url
 from egress_doctor.aws.session import Limits, ProbeSession, target_of
@@ -79,6 +79,8 @@ def plan_or_refuse(session: Any, environ: Mapping[str, str], region: str | None)
             "botocore cannot start from this configuration (AWS_* variables, config and credentials "
             f"files): {type(exc).__name__}: {exc}"
         ) from None
+    if region is None:
+        _refuse_bad_region(session, environ)
     called = (("container credentials URL", plan.container_url), ("IMDS endpoint", plan.imds_endpoint))
     for label, url in called:
         try:
@@ -86,6 +88,19 @@ def plan_or_refuse(session: Any, environ: Mapping[str, str], region: str | None)
         except ValueError as exc:
             raise UsageError(f"the {label} {url!r} is not a usable URL: {exc}") from None
     return plan
+
+
+def _refuse_bad_region(session: Any, environ: Mapping[str, str]) -> None:
+    """A region botocore would put into every host name unchecked (AWS_DEFAULT_REGION='' builds
+    `sts..amazonaws.com`) or refuse at the first call: a usage error naming where it came from."""
+    value = session.get_config_variable("region")
+    if value is None:
+        return
+    if environ.get("AWS_DEFAULT_REGION") == value:
+        source = "AWS_DEFAULT_REGION"
+    else:
+        source = f"region in the config file {environ.get('AWS_CONFIG_FILE') or '~/.aws/config'}"
+    validate.region(str(value), source)
 
 
 def run_check(options: CheckOptions, environ: Mapping[str, str], facts: RunFacts, redactor: Redactor) -> Report:

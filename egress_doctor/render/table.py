@@ -127,4 +127,5 @@ def _findings_section(report: Report, color: bool) -> list[str]:
 def _summary_line(report: Report) -> str:
     counts = {s: sum(1 for c in report.checks if c.status is s) for s in Status}
     parts = [f"{counts[s]} {s.value}" for s in Status if counts[s]]
-    return f"{', '.join(parts)} in {report.duration_ms / 1000:.2f} s (deadline {report.deadline_ms / 1000:.0f} s)"
+    deadline = f" (deadline {report.deadline_ms / 1000:g} s)" if report.deadline_ms else ""  # analyze has none
+    return f"{', '.join(parts)} in {report.duration_ms / 1000:.2f} s{deadline}"

@@ -13,6 +13,9 @@ warning. Anything else that is not valid YAML, or an Istio object of the wrong s
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +25,7 @@ import yaml
 
 from egress_doctor.istio.objects import GROUP, KINDS, KUBE_SERVICE, IstioObject, IstioParseError, MeshConfig
 from egress_doctor.istio.parse import parse_object
-from egress_doctor.istio.yaml_load import load_all
+from egress_doctor.istio.yaml_load import MAX_FILE_BYTES, YamlLimitError, load_all
 from egress_doctor.sources.kube_facts import parse_mesh_config
 from egress_doctor.sources.view import GatewayInfo, MeshView, gateway_info
 from egress_doctor.sources.workloads import WORKLOAD_KINDS
@@ -47,27 +50,67 @@ class FileRead:
     workloads: list[Mapping[str, Any]] = field(default_factory=list)  # Pods, Deployments, … (their env)
 
 
+def _kind_of(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _stat(path: Path) -> os.stat_result:
+    """os.stat, with the reason in one line: no such file, a symbolic link loop, no permission."""
+    try:
+        return path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise FilesError(f"{path}: a loop of symbolic links") from None
+        if exc.errno == errno.ENOENT:
+            what = "a symbolic link to nothing" if path.is_symlink() else "no such file or directory"
+            raise FilesError(f"{path}: {what}") from None
+        raise FilesError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+
+
+def _regular(path: Path) -> Path:
+    mode = _stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        raise FilesError(f"{path}: {_kind_of(mode)}, not a file (only regular files are read)")
+    return path
+
+
 def expand(paths: Iterable[str | Path]) -> Iterator[Path]:
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
+        if stat.S_ISDIR(_stat(path).st_mode):
             for found in sorted(path.rglob("*")):
                 hidden = any(part.startswith(".") for part in found.relative_to(path).parts)
-                if found.is_file() and found.suffix in SUFFIXES and not hidden:
-                    yield found
-        elif path.exists():
-            yield path
+                if found.suffix in SUFFIXES and not hidden and not found.is_dir():
+                    yield _regular(found)
         else:
-            raise FilesError(f"{path}: no such file or directory")
+            yield _regular(path)
+
+
+def read_text(path: Path, limit: int = MAX_FILE_BYTES) -> str:
+    """A regular file's text, UTF-8, at most `limit` bytes (FilesError beyond, or when unreadable)."""
+    try:
+        with _regular(path).open("rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise FilesError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise FilesError(f"{path}: larger than {limit >> 20} MiB; split it or analyze the objects that matter")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FilesError(f"{path}: not UTF-8 text (byte {exc.start})") from None
 
 
 def _documents(path: Path, read: FileRead) -> list[Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FilesError(f"{path}: cannot be read: {exc}") from None
+    text = read_text(path)
     try:
         docs = [d for d in load_all(text) if d is not None]
+    except YamlLimitError as exc:
+        raise FilesError(f"{path}: refused: {exc}") from None
     except yaml.YAMLError as exc:
         if "{{" in text:
             read.skipped.append(f"{path}: a template ({{{{ … }}}}), not YAML; skipped")
@@ -125,6 +168,8 @@ def read_yaml(text: str, namespace: str, source: str = "<yaml>") -> FileRead:
     read = FileRead(files=1)
     try:
         docs = [d for d in load_all(text) if d is not None]
+    except YamlLimitError as exc:
+        raise FilesError(f"{source}: refused: {exc}") from None
     except yaml.YAMLError as exc:
         raise FilesError(f"{source}: not valid YAML: {exc}") from None
     _take_all(docs, namespace, source, read)

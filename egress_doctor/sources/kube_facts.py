@@ -110,7 +110,9 @@ def _hold(proxy_config: str | None) -> bool | None:
     try:
         import yaml  # lazily: `egress-doctor --help` must stay light
 
-        config = yaml.safe_load(proxy_config)
+        from egress_doctor.istio.yaml_load import load_one
+
+        config = load_one(proxy_config)
     except yaml.YAMLError:
         return None
     value = config.get(HOLD) if isinstance(config, dict) else None
@@ -131,7 +133,9 @@ def parse_mesh_config(text: str, source: str = MESH_KEY) -> tuple[MeshConfig, bo
     try:
         import yaml  # lazily: `egress-doctor --help` must stay light
 
-        mesh = yaml.safe_load(text) or {}
+        from egress_doctor.istio.yaml_load import load_one
+
+        mesh = load_one(text) or {}
     except yaml.YAMLError as exc:
         raise IstioParseError(f"{MESH_KEY}: not valid YAML: {exc}", source) from None
     if not isinstance(mesh, dict):
