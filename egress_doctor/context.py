@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TextIO
@@ -47,6 +48,8 @@ class Environment:
     service_account_namespace_file: str = SERVICE_ACCOUNT_NAMESPACE
     # Where the processes of the pod's other containers are listed (`check --mirror`).
     proc_root: str = "/proc"
+    # When the command started (time.monotonic()): a run's --deadline counts from here.
+    started: float = field(default_factory=time.monotonic)
 
     def stdout_is_tty(self) -> bool:
         return hasattr(self.stdout, "isatty") and self.stdout.isatty()

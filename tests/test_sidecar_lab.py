@@ -123,3 +123,19 @@ def test_a_lab_without_envoy_reads_as_no_sidecar_with_a_warning_quickly() -> Non
     assert time.monotonic() - started < 1.0
     assert not view.present and view.clusters == {}
     assert "connect-refused" in view.warnings[0] and "no sidecar" in view.warnings[0]
+
+
+def test_a_read_for_the_run_hosts_asks_only_for_their_ports_and_clusters_and_agrees_with_a_full_read(
+        default_lab: Lab) -> None:
+    read(default_lab, "correct")
+    assert default_lab.admin_url is not None
+    hosts = [(STS, 443), (DDB, 443), (IMDS, 80)]
+    full = read_sidecar(default_lab.admin_url)
+    narrow = read_sidecar(default_lab.admin_url, hosts=hosts)
+    assert narrow.warnings == []
+    assert [narrow.coverage(h, p) for h, p in hosts] == [full.coverage(h, p) for h, p in hosts]
+    assert (narrow.outbound_mode, narrow.mode_evidence) == (full.outbound_mode, full.mode_evidence)
+    assert set(narrow.clusters) < set(full.clusters)
+    assert all(name.startswith(("outbound|443|", "outbound|80|")) for name in narrow.clusters)
+    with_endpoints = {name for name, cluster in narrow.clusters.items() if cluster.endpoints}
+    assert with_endpoints == {f"outbound|443||{STS}", "outbound|443||*.ddb.us-east-1.amazonaws.com"}

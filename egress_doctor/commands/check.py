@@ -47,22 +47,26 @@ def run_check_command(args: argparse.Namespace, env: Environment, redactor: Reda
 
         admin = admin_url(args, env.environ)  # a bad --envoy-admin is a usage error before any probe
         sidecar_warnings = sidecar.wait()
+        # The run's one deadline, for the probes, the cluster read and the sidecar read alike; it
+        # counts from the command's start (after --wait-for-sidecar, which has its own bound).
+        started = env.started if wait_for is None else time.monotonic()
+        options.deadline_at = started + options.deadline
         from egress_doctor.commands.cluster import finish_cluster_read, start_cluster_read, with_cluster
 
-        # In the background; a bad --kubeconfig is a usage error. Not waited for past --deadline.
-        pending = start_cluster_read(args, env, time.monotonic() + options.deadline)
+        # In the background; a bad --kubeconfig is a usage error. Its sockets are shut at the deadline.
+        pending = start_cluster_read(args, env, options.deadline_at)
         from egress_doctor.mirror import as_the_app
         from egress_doctor.probes.check import run_check
 
         with as_the_app(args, env, redactor) as (run_env, mirror_warnings):  # --mirror: the app's AWS_*
             facts = run_env.facts(env.pod_namespace(args.namespace), [str(r) for r in options.connect_to])
-            started = time.monotonic()
             report = run_check(options, run_env.environ, facts, redactor)
-        report.mesh = read_mesh(admin, report, started + options.deadline)  # within the run's deadline
+        report.mesh = read_mesh(admin, report, options.deadline_at)
         cluster = finish_cluster_read(pending, report)
         report.mesh = with_cluster(report.mesh, cluster)
         report.warnings += sidecar_warnings + mirror_warnings
         add_diagnosis(report, args, cluster)
+        report.duration_ms = round((time.monotonic() - started) * 1000, 1)  # the whole run, not the probes
         write_report(report, args, env, redactor)
         return report.exit_status
 

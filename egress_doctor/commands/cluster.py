@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import argparse
 import re
+import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
 
@@ -103,9 +104,20 @@ def start_cluster_read(
             raise UsageError(str(exc)) from None
     elif not env.environ.get("KUBERNETES_SERVICE_HOST"):
         return None
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="egress-doctor-cluster")
-    future = executor.submit(read_cluster, options, env.environ, connection)
-    executor.shutdown(wait=False)  # the read ends by its own deadline
+    if run_deadline is not None:
+        options = replace(options, deadline_at=run_deadline)  # its sockets are shut then
+    future: Future[ClusterRead] = Future()
+    future.set_running_or_notify_cancel()
+
+    def read() -> None:
+        try:
+            future.set_result(read_cluster(options, env.environ, connection))
+        except BaseException as exc:  # a bug: re-raised where the result is asked for
+            future.set_exception(exc)
+
+    # A daemon thread, not an executor's: interpreter exit joins executor threads, so a read stuck
+    # in an import or a kubeconfig exec plugin would hold the process past the deadline.
+    threading.Thread(target=read, name="egress-doctor-cluster", daemon=True).start()
     until = time.monotonic() + options.deadline + options.request_timeout + _GRACE
     # The whole run has one deadline: the read is not waited for past it.
     return PendingRead(future, until if run_deadline is None else min(until, run_deadline))

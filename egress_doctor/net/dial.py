@@ -86,11 +86,14 @@ class DialRecorder:
     inside the scope only sends its FIN when `release()` runs, which `dial_scope` does on exit.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, parent: DialRecorder | None = None) -> None:
         self._lock = threading.Lock()
         self._records: list[DialRecord] = []
         self._dups: list[socket.socket] = []
         self._aborted = False
+        # The enclosing scope's recorder (`abort_at`): it sees every record and socket too, so its
+        # own abort() still reaches them and its evidence is complete.
+        self._parent = parent
 
     @property
     def records(self) -> list[DialRecord]:
@@ -99,14 +102,18 @@ class DialRecorder:
 
     @property
     def aborted(self) -> bool:
-        return self._aborted
+        return self._aborted or (self._parent is not None and self._parent.aborted)
 
     def add(self, record: DialRecord) -> None:
         with self._lock:
             self._records.append(record)
+        if self._parent is not None:
+            self._parent.add(record)
 
     def register(self, sock: socket.socket) -> None:
         """Track `sock` for abort(); if the recorder was already aborted, shut it down now."""
+        if self._parent is not None:
+            self._parent.register(sock)
         dup = sock.dup()
         with self._lock:
             if not self._aborted:
@@ -180,6 +187,34 @@ def dial_scope(
     finally:
         _SCOPE.reset(token)
         scope.recorder.release()
+
+
+@contextlib.contextmanager
+def abort_at(deadline: float | None) -> Iterator[DialScope | None]:
+    """Shut down every socket dialled in this context once `deadline` (a `time.monotonic()` value)
+    passes, whatever it is blocked in: a peer that sends its headers one byte a second, a TLS
+    handshake that never ends, an API server that accepts and never answers. Timeouts cannot do
+    this: each byte resets them.
+
+    A nested scope that keeps the enclosing one's --connect-to map and deadline and reports its
+    records and sockets to it; a daemon timer thread calls `abort()` (cancelled on exit). Yields
+    the scope (None, and nothing changes, when `deadline` is None).
+    """
+    if deadline is None:
+        yield _SCOPE.get()
+        return
+    outer = _SCOPE.get()
+    if outer is not None and outer.deadline is not None:
+        deadline = min(deadline, outer.deadline)
+    recorder = DialRecorder(parent=outer.recorder if outer is not None else None)
+    with dial_scope(outer.connect_to if outer is not None else None, recorder, deadline) as scope:
+        timer = threading.Timer(max(0.0, deadline - time.monotonic()), recorder.abort)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield scope
+        finally:
+            timer.cancel()
 
 
 def bound_timeout(timeout: float | None) -> float | None:

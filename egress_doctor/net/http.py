@@ -26,7 +26,7 @@ from urllib3.response import BaseHTTPResponse
 
 from egress_doctor.model import INTERESTING_HEADERS, ErrorInfo, HttpEvidence, Layer, Symptom
 from egress_doctor.net.classify import classify, error_info
-from egress_doctor.net.dial import DeadlineExceeded, current_scope
+from egress_doctor.net.dial import DeadlineExceeded, abort_at, current_scope
 
 # Body bytes kept by default (the rest is read past at most once, never stored).
 DEFAULT_MAX_BODY = 65536
@@ -152,6 +152,8 @@ _TIMEOUT_SYMPTOMS = frozenset({Symptom.CONNECT_TIMEOUT, Symptom.TLS_TIMEOUT, Sym
 def _failure(result: HttpResult, exc: BaseException, deadline: float | None, reading_body: bool) -> bool:
     """Record a transport failure in `result`; False when `exc` is no network failure at all."""
     verdict = classify(exc, during="http" if reading_body else None)
+    if _aborted():  # the deadline's watchdog shut the socket: whatever broke, the deadline did it
+        verdict = (verdict[0] if verdict else Layer.HTTP, Symptom.DEADLINE)
     if verdict is None:
         return False
     left = _remaining(deadline)
@@ -162,35 +164,19 @@ def _failure(result: HttpResult, exc: BaseException, deadline: float | None, rea
     return True
 
 
-def request(
+def _exchange(
+    pool: urllib3.PoolManager,
+    result: HttpResult,
     method: str,
     url: str,
-    *,
-    headers: dict[str, str] | None = None,
-    body: bytes | None = None,
+    headers: dict[str, str] | None,
+    body: bytes | None,
     connect_timeout: float,
     read_timeout: float,
-    max_body: int = DEFAULT_MAX_BODY,
-    deadline: float | None = None,
-    ca_file: str | None = None,
-    record_body: bool = True,
-) -> HttpResult:
-    """Send one request and read a bounded prefix of the answer; never raises for I/O errors.
-
-    `ca_file` is the trust for https (default certifi, as botocore). `deadline` is a
-    `time.monotonic()` value bounding connect, headers and body. `record_body=False` keeps the
-    body out of `evidence.body_prefix` (use it for answers that may carry credentials; the
-    body is still returned in `result.body`).
-    """
-    started = time.monotonic()
-    evidence = HttpEvidence(method=method, url=url)
-    result = HttpResult(evidence=evidence)
-    pool = urllib3.PoolManager(
-        num_pools=1,
-        maxsize=1,
-        cert_reqs=ssl.CERT_REQUIRED,
-        ca_certs=ca_file or certifi.where(),
-    )
+    max_body: int,
+    deadline: float | None,
+) -> None:
+    evidence = result.evidence
     response: BaseHTTPResponse | None = None
     try:
         timeout = urllib3.Timeout(
@@ -225,6 +211,40 @@ def request(
         if response is not None:
             response.close()
         pool.clear()
+
+
+def request(
+    method: str,
+    url: str,
+    *,
+    headers: dict[str, str] | None = None,
+    body: bytes | None = None,
+    connect_timeout: float,
+    read_timeout: float,
+    max_body: int = DEFAULT_MAX_BODY,
+    deadline: float | None = None,
+    ca_file: str | None = None,
+    record_body: bool = True,
+) -> HttpResult:
+    """Send one request and read a bounded prefix of the answer; never raises for I/O errors.
+
+    `ca_file` is the trust for https (default certifi, as botocore). `deadline` is a
+    `time.monotonic()` value bounding connect, headers and body. `record_body=False` keeps the
+    body out of `evidence.body_prefix` (use it for answers that may carry credentials; the
+    body is still returned in `result.body`).
+    """
+    started = time.monotonic()
+    evidence = HttpEvidence(method=method, url=url)
+    result = HttpResult(evidence=evidence)
+    pool = urllib3.PoolManager(
+        num_pools=1,
+        maxsize=1,
+        cert_reqs=ssl.CERT_REQUIRED,
+        ca_certs=ca_file or certifi.where(),
+    )
+    # Timeouts bound each wait; this bounds the whole request (headers sent one byte a second too).
+    with abort_at(deadline):
+        _exchange(pool, result, method, url, headers, body, connect_timeout, read_timeout, max_body, deadline)
     evidence.body_bytes = len(result.body)
     if record_body and result.body:
         evidence.body_prefix = result.body[:BODY_PREFIX_BYTES].decode("utf-8", errors="replace")

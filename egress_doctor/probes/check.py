@@ -43,6 +43,9 @@ class CheckOptions:
     # botocore's data loader, shared between runs by `serve`: service models and endpoint rules
     # are then read once per process instead of once per run (default: a new one per run).
     data_loader: Any = None
+    # When the run's deadline expires (time.monotonic()), if it started before the probes (the
+    # command's start); default: `deadline` seconds from the probes' start.
+    deadline_at: float | None = None
 
 
 def seed_redactor(redactor: Redactor, environ: Mapping[str, str]) -> None:
@@ -106,7 +109,7 @@ def _refuse_bad_region(session: Any, environ: Mapping[str, str]) -> None:
 def run_check(options: CheckOptions, environ: Mapping[str, str], facts: RunFacts, redactor: Redactor) -> Report:
     started = time.monotonic()
     started_at = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-    deadline = started + options.deadline
+    deadline = started + options.deadline if options.deadline_at is None else options.deadline_at
     install()
     seed_redactor(redactor, environ)
     connect_to = ConnectToMap(options.connect_to)

@@ -22,26 +22,31 @@ fetching (`parse_*` are pure) so both can be tested on their own.
 
 from __future__ import annotations
 
-import json
+import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from egress_doctor.istio.objects import Mode
+from egress_doctor.model import Symptom
+from egress_doctor.net import json_body
 from egress_doctor.net.http import HttpResult, request
 from egress_doctor.sources.view import BLACKHOLE, PASSTHROUGH, ClusterInfo, SidecarView, SniChain, VirtualHostInfo
 
 DEFAULT_ADMIN_URL = "http://127.0.0.1:15000"
 READY_PORT = 15021  # Envoy's static readiness listener in an injected pod
 CALL_TIMEOUT = 1.0  # seconds per admin call (connect and each read)
-SMALL_BODY = 4 << 20  # /server_info carries every extension's name: ~130 KB
-LARGE_BODY = 32 << 20  # config dumps of a big mesh run to MBs
+SMALL_BODY = 1 << 20  # /server_info carries every extension's name: ~130 KB
+# Each answer is asked only for the probed ports and hosts (read_requests); parsed, it takes about
+# 25 times its size: 4 MiB fit the 256 MiB the manifests (k8s/) give egress-doctor, with its own ~70.
+LARGE_BODY = 4 << 20
 VIRTUAL_OUTBOUND = "virtualOutbound"
 CATCH_ALL_CHAIN = "virtualOutbound-catchall-tcp"
 CATCH_ALL_VHOSTS = ("block_all", "allow_any")
 _CLUSTER_MASK = "cluster.name,cluster.type,cluster.metadata"
+_ROUTE_MASK = "route_config.name,route_config.virtual_hosts"
 
 Json = dict[str, Any]
 
@@ -86,7 +91,7 @@ def read_sidecar(
     view.present = True
     view.envoy_version, view.istio_version = parse_server_info(info)
     view.ready = _readiness(ready_url or default_ready_url(admin_url), info, budget, view.notes)
-    _read_config(view, budget)
+    _read_config(view, budget, list(dict.fromkeys(hosts)))
     view.hosts = [view.coverage(host, port) for host, port in dict.fromkeys(hosts)]
     return view
 
@@ -97,26 +102,70 @@ def default_ready_url(admin_url: str) -> str:
     return f"http://{host}:{READY_PORT}/healthz/ready"
 
 
-def _read_config(view: SidecarView, budget: _Budget) -> None:
-    url = view.admin_url
-    steps = (
-        ("listeners", f"{url}/config_dump?resource=dynamic_listeners"),
-        ("routes", f"{url}/config_dump?resource=dynamic_route_configs"),
-        ("cluster config", f"{url}/config_dump?resource=dynamic_active_clusters&mask={_CLUSTER_MASK}"),
-        ("cluster endpoints", f"{url}/clusters?format=json"),
-    )
-    bodies: dict[str, Json] = {}
-    for name, step_url in steps:
+def _alternatives(items: Iterable[str]) -> str:
+    return "|".join(re.escape(item) for item in items)
+
+
+def _cluster_names(hosts: Sequence[tuple[str, int]]) -> str:
+    """RE2 for the clusters that may carry `hosts`: `outbound|<port>|<subset>|<host>`, and the
+    wildcard clusters of every suffix (`*.ddb.us-east-1.amazonaws.com`, `*.amazonaws.com`, `*`)."""
+    by_port: dict[int, set[str]] = {}
+    for host, port in hosts:
+        labels = host.lower().rstrip(".").split(".")
+        names = by_port.setdefault(port, set())
+        names.update([host, "*", *("*." + ".".join(labels[i:]) for i in range(1, len(labels)))])
+    return "|".join(rf"outbound\|{port}\|[^|]*\|({_alternatives(sorted(names))})"
+                    for port, names in sorted(by_port.items()))
+
+
+def read_requests(admin_url: str, hosts: Sequence[tuple[str, int]]) -> list[tuple[str, str]]:
+    """(what, URL) of the four reads. With `hosts`, only the listeners, routes and clusters of the
+    ports the run used (`name_regex`, a full match), only the fields read (`mask`), and the
+    endpoints of only the clusters that may carry one of them (`/clusters?filter=`): what a
+    10,000-service mesh answers stays far below LARGE_BODY, and so does the memory a parse takes.
+    Without `hosts`, everything (each answer still bounded by LARGE_BODY)."""
+    listeners: dict[str, str] = {"resource": "dynamic_listeners"}
+    routes = {"resource": "dynamic_route_configs", "mask": _ROUTE_MASK}
+    clusters = {"resource": "dynamic_active_clusters", "mask": _CLUSTER_MASK}
+    endpoints = {"format": "json"}
+    if hosts:
+        numbers = _alternatives(str(p) for p in sorted({port for _, port in hosts}))
+        listeners["name_regex"] = f"{VIRTUAL_OUTBOUND}|[^_]*_({numbers})"
+        routes["name_regex"] = f"80|{numbers}"
+        clusters["name_regex"] = rf"outbound\|({numbers})\|.*"
+        endpoints["filter"] = _cluster_names(hosts)
+    steps = (("listeners", "/config_dump", listeners), ("routes", "/config_dump", routes),
+             ("cluster config", "/config_dump", clusters), ("cluster endpoints", "/clusters", endpoints))
+    return [(name, f"{admin_url}{path}?{urlencode(params)}") for name, path, params in steps]
+
+
+def _read_config(view: SidecarView, budget: _Budget, hosts: Sequence[tuple[str, int]]) -> None:
+    """Each answer is parsed, reduced to the facts kept, and dropped before the next is read: the
+    peak memory is one answer's, not four."""
+    listeners = ListenerFacts([], {}, None)
+    types: dict[str, tuple[str, tuple[str, ...]]] = {}
+    endpoints: dict[str, tuple[tuple[str, ...], int]] = {}
+    read: set[str] = set()
+    for name, step_url in read_requests(view.admin_url, hosts):
         try:
-            bodies[name] = _get_json(step_url, budget, LARGE_BODY)
+            body = _get_json(step_url, budget, LARGE_BODY)
         except _Unavailable as exc:
             view.warnings.append(f"could not read the sidecar's {name} ({exc}); conclusions from them are missing")
-    listeners = parse_listeners(bodies.get("listeners", {}))
+            continue
+        read.add(name)
+        if name == "listeners":
+            listeners = parse_listeners(body)
+        elif name == "routes":
+            view.http_routes = parse_routes(body)
+        elif name == "cluster config":
+            types = cluster_types(body)
+        else:
+            endpoints = cluster_endpoints(body)
+        del body
     view.listeners = listeners.names
     view.sni_chains = listeners.sni_chains
-    view.http_routes = parse_routes(bodies.get("routes", {}))
-    view.clusters = parse_clusters(bodies.get("cluster config", {}), bodies.get("cluster endpoints", {}))
-    if "listeners" in bodies or "routes" in bodies:
+    view.clusters = join_clusters(types, endpoints)
+    if "listeners" in read or "routes" in read:
         view.outbound_mode, view.mode_evidence, mode_warnings = decide_mode(
             listeners.catch_all_cluster, view.http_routes.get("80")
         )
@@ -138,12 +187,16 @@ def _readiness(ready_url: str, info: Json, budget: _Budget, notes: list[str]) ->
 
 
 def _get(url: str, budget: _Budget, max_body: int) -> HttpResult:
+    """One admin call, over by min(its timeout, the run's deadline) whatever the peer does: the
+    whole exchange is bounded (headers that drip one byte a second included), not each read."""
     left = budget.left()
     if left <= 0:
         raise _Unavailable("the run's deadline expired before the call")
-    deadline = None if budget.deadline is None else budget.deadline
-    return request("GET", url, connect_timeout=left, read_timeout=left, max_body=max_body,
-                   deadline=deadline if deadline is not None else time.monotonic() + budget.timeout * 4)
+    result = request("GET", url, connect_timeout=left, read_timeout=left, max_body=max_body,
+                     deadline=time.monotonic() + left)
+    if result.symptom is Symptom.DEADLINE and left >= budget.timeout:
+        result.symptom = Symptom.HTTP_TIMEOUT  # the call's own timeout ran out, not the run's deadline
+    return result
 
 
 def _why(result: HttpResult) -> str:
@@ -161,7 +214,9 @@ def _get_json(url: str, budget: _Budget, max_body: int) -> Json:
     if result.evidence.body_truncated:
         raise _Unavailable(f"answer larger than {max_body >> 20} MB")
     try:
-        data = json.loads(result.body)
+        data = json_body.loads(result.body)
+    except json_body.JsonLimitError as exc:
+        raise _Unavailable(f"not parsed: {exc}") from None
     except ValueError as exc:
         raise _Unavailable(f"not JSON: {exc}") from None
     if not isinstance(data, dict):
@@ -289,25 +344,40 @@ def _endpoint(host: Json) -> str:
     return f"[{ip}]:{port}" if ":" in str(ip) else f"{ip}:{port}"
 
 
-def parse_clusters(config_dump: Json, statuses: Json) -> dict[str, ClusterInfo]:
-    """Types (and owning services) from the config dump, endpoints from /clusters?format=json."""
+def cluster_types(config_dump: Json) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Cluster name → (type, owning services) from the masked cluster config dump."""
     types: dict[str, tuple[str, tuple[str, ...]]] = {}
     for item in _configs(config_dump):
         cluster = item.get("cluster")
         if isinstance(cluster, dict) and cluster.get("name"):
             kind = cluster.get("type") or ((cluster.get("cluster_type") or {}).get("name") or "")
             types[str(cluster["name"])] = (str(kind), _service_refs(cluster))
+    return types
+
+
+def cluster_endpoints(statuses: Json) -> dict[str, tuple[tuple[str, ...], int]]:
+    """Cluster name → (endpoints, healthy count) from /clusters?format=json."""
     endpoints: dict[str, tuple[tuple[str, ...], int]] = {}
     for status in statuses.get("cluster_statuses") or ():
         if isinstance(status, dict) and status.get("name"):
             hosts = [h for h in status.get("host_statuses") or () if isinstance(h, dict)]
             endpoints[str(status["name"])] = (tuple(_endpoint(h) for h in hosts), sum(_healthy(h) for h in hosts))
+    return endpoints
+
+
+def join_clusters(types: dict[str, tuple[str, tuple[str, ...]]],
+                  endpoints: dict[str, tuple[tuple[str, ...], int]]) -> dict[str, ClusterInfo]:
     out = {}
     for name in dict.fromkeys([*types, *endpoints]):
         kind, services = types.get(name, ("", ()))
         found, healthy = endpoints.get(name, ((), 0))
         out[name] = ClusterInfo(name, kind, found, healthy, services)
     return out
+
+
+def parse_clusters(config_dump: Json, statuses: Json) -> dict[str, ClusterInfo]:
+    """Types (and owning services) from the config dump, endpoints from /clusters?format=json."""
+    return join_clusters(cluster_types(config_dump), cluster_endpoints(statuses))
 
 
 def decide_mode(

@@ -78,6 +78,8 @@ class ClusterOptions:
     deadline: float = DEFAULT_DEADLINE
     hosts: tuple[str, ...] = ()  # probed hosts: VirtualServices/DestinationRules naming none are dropped
     request_timeout: float = REQUEST_TIMEOUT
+    # A time.monotonic() value the read never outlasts (the run's --deadline); None: only `deadline`.
+    deadline_at: float | None = None
     token_file: str = f"{SERVICE_ACCOUNT_DIR}/token"  # in-cluster credentials
     ca_file: str = f"{SERVICE_ACCOUNT_DIR}/ca.crt"
 
@@ -131,11 +133,16 @@ def read_cluster(
             return ClusterRead(MeshView())
     from kubernetes.client import ApiClient, CoreV1Api, CustomObjectsApi  # ~1 s the first time
 
+    from egress_doctor.net.dial import abort_at
+
     with ApiClient(connection.configuration) as client:
         apis = (CoreV1Api(client), CustomObjectsApi(client))
         started = time.monotonic()  # after imports and configuration: the deadline is the API server's
         reader = _Reader(apis, connection, options, environ, started)
-        reader.run()
+        # Every socket of the read is shut at its deadline: a server that accepts and never answers
+        # (or drips) cannot hold the read, or the process, past it.
+        with abort_at(reader.session.deadline_at):
+            reader.run()
     read = narrowed(reader.result(), options.hosts)
     read.duration_ms = round((time.monotonic() - started) * 1000, 1)
     return read
@@ -158,9 +165,12 @@ class _Reader:
     def __init__(self, apis: tuple[Any, Any], connection: Connection, options: ClusterOptions,
                  environ: Mapping[str, str], started: float) -> None:
         self.core, self.custom = apis  # CoreV1Api, CustomObjectsApi
+        self.started = started
         self.connection = connection
         self.options = options
-        self.session = Session(started + options.deadline, options.request_timeout)
+        until = started + options.deadline
+        self.session = Session(until if options.deadline_at is None else min(until, options.deadline_at),
+                               options.request_timeout)
         self.namespace = options.namespace or connection.namespace or "default"
         self.pod_name = _pod_name(options, environ, connection.in_cluster)
         self.errors: list[ReadError] = []
@@ -191,7 +201,8 @@ class _Reader:
                 continue
             if halted.problem is Problem.DEADLINE:
                 unread = ", ".join(label for label, _ in steps[index:])
-                message = f"{self.options.deadline:g} s passed; not read: {unread}"
+                spent = self.session.deadline_at - self.started
+                message = f"{spent:.2g} s passed; not read: {unread}"
                 halted = ReadError("read", "the cluster", None, None, message, Problem.DEADLINE)
             self.errors.append(halted)
             return

@@ -13,13 +13,15 @@ with the HTTP status and the API server's own `Status.message`.
 from __future__ import annotations
 
 import enum
-import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 _MIN_REQUEST = 0.05  # seconds; with less than this left, the deadline has expired
+# The largest answer read (a list of every ServiceEntry of a big cluster runs to MBs); a bigger one
+# is a failed request, not parsed. Parsed JSON takes ~10 times its size: within the manifests' 256 MiB.
+MAX_ANSWER = 16 << 20
 
 
 class Problem(enum.StrEnum):
@@ -156,14 +158,18 @@ class Session:
         if remaining < _MIN_REQUEST:
             return self._halt(request.error(Problem.DEADLINE, "the read's deadline expired"))
         timeout = min(self.request_timeout, remaining)
+        from egress_doctor.net.http import read_bounded
+
         try:
             response = send(timeout)
             try:
-                body = response.data
+                body, truncated = read_bounded(response, MAX_ANSWER, time.monotonic() + timeout)
             finally:
                 response.release_conn()
         except Exception as exc:  # the client's and urllib3's exceptions, classified below
             return self._failure(request, exc, cut_by_deadline=timeout < self.request_timeout)
+        if truncated:
+            return request.error(Problem.FAILED, f"the answer is larger than {MAX_ANSWER >> 20} MiB; not read", 200)
         return _decode(request, body)
 
     def _halt(self, error: ReadError) -> ReadError:
@@ -174,6 +180,12 @@ class Session:
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError, MaxRetryError, ReadTimeoutError
 
+        from egress_doctor.net.dial import DeadlineExceeded, current_scope
+
+        scope = current_scope()
+        if isinstance(exc, DeadlineExceeded) or (scope is not None and scope.recorder.aborted):
+            # The read's watchdog shut the socket (an API server that accepts and never answers).
+            return self._halt(request.error(Problem.DEADLINE, "the read's deadline expired"))
         if isinstance(exc, ApiException) and exc.status:
             return status_error(request, int(exc.status), exc.body, str(exc.reason or ""))
         cause = exc.reason if isinstance(exc, MaxRetryError) and exc.reason is not None else exc
@@ -197,8 +209,12 @@ def describe(exc: BaseException) -> str:
 
 
 def _decode(request: Request, body: bytes) -> dict[str, Any] | ReadError:
+    from egress_doctor.net.json_body import JsonLimitError, loads
+
     try:
-        document = json.loads(body)
+        document = loads(body)
+    except JsonLimitError as exc:
+        return request.error(Problem.FAILED, f"the answer is {exc}; not read", 200)
     except ValueError:
         return request.error(Problem.FAILED, "the answer is not JSON (is this a Kubernetes API server?)", 200)
     if not isinstance(document, dict):
@@ -220,8 +236,10 @@ def status_message(body: str | None) -> str:
     """The `message` of a metav1.Status body, else the start of the body."""
     if not body:
         return ""
+    from egress_doctor.net.json_body import loads
+
     try:
-        document = json.loads(body)
+        document = loads(body[:65536])
     except ValueError:
         return body.strip()[:200]
     return str(document.get("message", "")) if isinstance(document, dict) else ""
