@@ -227,6 +227,9 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> i
     except SystemExit as exc:  # --help and --version
         return int(exc.code or 0)
     except Exception as exc:
+        if _is_configuration_error(exc):  # raised where plan_or_refuse could not see it (a probe thread)
+            env.stderr.write(redactor.redact(f"egress-doctor: error: {type(exc).__name__}: {exc}\n"))
+            return ExitStatus.USAGE
         env.stderr.write(redactor.redact(f"egress-doctor: internal error: {type(exc).__name__}: {exc}\n"))
         if verbose:
             import traceback
@@ -235,6 +238,17 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> i
         else:
             env.stderr.write("run again with -v for a (redacted) traceback\n")
         return ExitStatus.INTERNAL
+
+
+def _is_configuration_error(exc: BaseException) -> bool:
+    """botocore refusing its configuration (an unparsable config or credentials file, a missing
+    profile): the user's input, named in the message, not a bug. botocore is only asked when it was
+    loaded: `--help` never imports it."""
+    errors = sys.modules.get("botocore.exceptions")
+    if errors is None:
+        return False
+    kinds = (errors.ConfigParseError, errors.ConfigNotFound, errors.ProfileNotFound, errors.InvalidConfigError)
+    return isinstance(exc, kinds)
 
 
 def run() -> None:

@@ -40,11 +40,11 @@ def admin_url(args: argparse.Namespace, environ: Mapping[str, str]) -> str | Non
     from egress_doctor.sources.envoy_admin import DEFAULT_ADMIN_URL
 
     url = getattr(args, "envoy_admin", None) or environ.get(ENV_ADMIN_URL) or DEFAULT_ADMIN_URL
-    parts = urlsplit(url)
     try:
+        parts = urlsplit(url)
         port = parts.port
-    except ValueError:
-        port = -1
+    except ValueError as exc:  # "Invalid IPv6 URL", a port out of range
+        raise UsageError(f"--envoy-admin: {url!r} is not an http://HOST:PORT URL ({exc})") from None
     if parts.scheme != "http" or not parts.hostname or port == -1:
         raise UsageError(f"--envoy-admin: {url!r} is not an http://HOST:PORT URL")
     return url

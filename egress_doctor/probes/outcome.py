@@ -64,9 +64,12 @@ def api_failure(
     if verdict is not None:
         layer, symptom = verdict
         return layer, symptom, info, transport_reason(symptom, info)
-    if isinstance(exc, KeyError | TypeError | AttributeError) and http is not None:
+    if isinstance(exc, KeyError | TypeError | AttributeError | ValueError | RecursionError) and http is not None:
+        # An answer came back and botocore's parser choked on it (not UTF-8, not JSON or XML, keys
+        # missing): whatever sent it, it is no AWS answer.
         http.body_prefix = body_text(raw_prefix)
-        return Layer.HTTP, Symptom.NOT_AWS, info, "reply is not an AWS answer"
+        detail = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else type(exc).__name__
+        return Layer.HTTP, Symptom.NOT_AWS, info, f"reply is not an AWS answer ({detail})"
     return None, None, info, f"{name}: {_one_line(info.message)}"
 
 
