@@ -16,6 +16,7 @@ from typing import Any
 from egress_doctor import __version__
 from egress_doctor.context import Environment
 from egress_doctor.model import ExitStatus
+from egress_doctor.render.printable import visible
 from egress_doctor.validate import UsageError
 
 EXIT_CODES_HELP = """exit codes:
@@ -219,7 +220,7 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> i
             raise UsageError("no command given (try egress-doctor --help)")
         return int(handler(args, env))
     except UsageError as exc:
-        env.stderr.write(redactor.redact(f"egress-doctor: error: {exc}\n"))
+        env.stderr.write(redactor.redact(f"egress-doctor: error: {visible(str(exc))}\n"))
         return ExitStatus.USAGE
     except KeyboardInterrupt:
         env.stderr.write("egress-doctor: interrupted\n")
@@ -228,13 +229,13 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> i
         return int(exc.code or 0)
     except Exception as exc:
         if _is_configuration_error(exc):  # raised where plan_or_refuse could not see it (a probe thread)
-            env.stderr.write(redactor.redact(f"egress-doctor: error: {type(exc).__name__}: {exc}\n"))
+            env.stderr.write(redactor.redact(f"egress-doctor: error: {type(exc).__name__}: {visible(str(exc))}\n"))
             return ExitStatus.USAGE
-        env.stderr.write(redactor.redact(f"egress-doctor: internal error: {type(exc).__name__}: {exc}\n"))
+        env.stderr.write(redactor.redact(f"egress-doctor: internal error: {type(exc).__name__}: {visible(str(exc))}\n"))
         if verbose:
             import traceback
 
-            env.stderr.write(redactor.redact(traceback.format_exc()))
+            env.stderr.write(redactor.redact(visible(traceback.format_exc(), newlines=True)))
         else:
             env.stderr.write("run again with -v for a (redacted) traceback\n")
         return ExitStatus.INTERNAL

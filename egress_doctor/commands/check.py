@@ -37,7 +37,9 @@ def run_check_command(args: argparse.Namespace, env: Environment, redactor: Reda
     from egress_doctor.sidecar_lifecycle import DEFAULT_STATUS_URL, around_run
 
     def note(text: str) -> None:
-        env.stderr.write(redactor.redact(text))
+        from egress_doctor.render.printable import visible
+
+        env.stderr.write(redactor.redact(visible(text, newlines=True)))
 
     wait_for, quit_at = getattr(args, "wait_for_sidecar", None), getattr(args, "quit_sidecar", None)
     status = getattr(args, "sidecar_status", DEFAULT_STATUS_URL)

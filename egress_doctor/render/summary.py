@@ -8,6 +8,7 @@ codes, the report's warnings and where the fix is.
 from __future__ import annotations
 
 from egress_doctor.model import CheckResult, ExitStatus, Report, Status
+from egress_doctor.render.printable import visible
 from egress_doctor.render.table import target_label
 
 
@@ -28,7 +29,7 @@ def render_summary(report: Report) -> str:
             f"Fix: the report's fixes ({len(report.fixes)}), or run "
             "`egress-doctor check --fix-only | kubectl apply -f -`."
         )
-    return " ".join(" ".join(sentences).split()) + "\n"
+    return visible(" ".join(" ".join(sentences).split())) + "\n"
 
 
 def _failure(check: CheckResult) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from egress_doctor.model import CheckResult, Report, Status
+from egress_doctor.render.printable import cell, visible
 
 _MARKS = {Status.PASS: "pass", Status.FAIL: "FAIL", Status.WARN: "warn", Status.SKIP: "skip"}
 _COLORS = {Status.PASS: "32", Status.FAIL: "31", Status.WARN: "33", Status.SKIP: "90"}
@@ -31,28 +32,31 @@ def render_table(
     from tabulate import tabulate
 
     identity = report.identity
-    lines = [_identity_line(report)]
-    lines += [f"  ! {w}" for w in identity.warnings + report.warnings]
+    # Everything that came from the network or from files is shown through `visible`/`cell` (escape
+    # sequences shown, not obeyed); only the colours added here reach the terminal as they are.
+    lines = [visible(_identity_line(report))]
+    lines += [f"  ! {visible(w)}" for w in identity.warnings + report.warnings]
     rows: list[list[Any]] = []
     for check in report.checks:
         rows.append(
             [
-                check.title,
-                target_label(check),
+                cell(check.title),
+                cell(target_label(check)),
                 _paint(_MARKS[check.status], _COLORS[check.status], color),
                 check.layer.value if check.layer else "",
                 f"{check.duration_ms:.0f} ms" if check.status is not Status.SKIP else "",
-                check.reason,
+                cell(check.reason),
             ]
         )
     lines.append("")
-    lines.append(tabulate(rows, headers=["check", "target", "result", "layer", "time", "reason"]))
+    lines.append(tabulate(rows, headers=["check", "target", "result", "layer", "time", "reason"],
+                          disable_numparse=True))
     if verbose:
-        lines += _verbose_sections(report)
+        lines += [visible(line) for line in _verbose_sections(report)]
     lines += _findings_section(report, color)
     if fix_yaml:
         hint = f"Fix (pipe `egress-doctor {command} --fix-only` into `kubectl apply -f -`):"
-        lines += ["", hint, "", fix_yaml.rstrip()]
+        lines += ["", hint, "", visible(fix_yaml.rstrip(), newlines=True)]
     lines.append("")
     lines.append(_summary_line(report))
     return "\n".join(lines) + "\n"
@@ -117,10 +121,10 @@ def _findings_section(report: Report, color: bool) -> list[str]:
     out = ["", "Findings:"]
     for finding in report.findings:
         level = _paint(finding.level, _LEVEL_COLORS.get(finding.level, "0"), color)
-        out.append(f"  {finding.code} {level}: {finding.title}")
-        out.append(f"      {finding.message}")
+        out.append(f"  {finding.code} {level}: {visible(finding.title)}")
+        out.append(f"      {visible(finding.message)}")
         if finding.docs:
-            out.append(f"      see {finding.docs}")
+            out.append(f"      see {visible(finding.docs)}")
     return out
 
 
