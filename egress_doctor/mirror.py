@@ -245,6 +245,9 @@ def _given(proc: ProcFs, pid: int) -> MirrorChoice:
     if pid in proc.own_tree():
         return MirrorChoice(warnings=[f"--mirror-pid {pid} is egress-doctor itself or its parent: not mirrored"])
     view = proc.view(pid)
+    if view.environ is None and not os.path.isdir(proc.path(pid, "")):
+        # Asked for by number, and not there: a typo or the wrong pod, not something to probe around.
+        raise UsageError(f"--mirror-pid {pid}: no such process ({view.error})")
     if view.environ is None:
         return MirrorChoice(warnings=[_unreadable(view)])
     return MirrorChoice(view=view)

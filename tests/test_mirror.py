@@ -109,17 +109,15 @@ def test_the_tools_own_environment_is_back_after_a_mirrored_run(world, irsa_app)
     assert "AWS_ROLE_ARN" not in os.environ
 
 
-def test_a_pid_that_does_not_exist_gives_a_warning_and_the_run_goes_on_as_the_tool(world, tmp_path):
+def test_a_pid_that_does_not_exist_is_a_usage_error_naming_the_flag_and_nothing_is_probed(world, tmp_path):
     gone = start_app(tmp_path, AWS_ROLE_ARN=ROLE_ARN)
     gone.kill()
     gone.wait(WAIT)
     result = run_cli("check", "-o", "json", "--mirror-pid", str(gone.pid), proc_root="/proc")
-    assert result.code == 0, result.stdout + result.stderr
-    doc = result.json()
-    assert doc["identity"]["source"] == "imds"
-    said = " ".join(doc["warnings"])
-    assert f"cannot read the environment of process {gone.pid}" in said
-    assert "--target" in said
+    assert (result.code, result.stdout) == (2, ""), result.stdout + result.stderr
+    assert result.stderr.startswith(f"egress-doctor: error: --mirror-pid {gone.pid}: no such process")
+    assert "--target" in result.stderr and result.stderr.count("\n") == 1
+    assert world.imds.requests == [] and world.aws.requests == []
 
 
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="unshare(1) is not installed")

@@ -92,7 +92,31 @@ def plan_credentials(session: Any, environ: Mapping[str, str], region_override: 
     for provider in resolver.providers:
         if _try_provider(plan, provider, session, environ):
             break
+    _standin_warnings(plan)
     return plan
+
+
+# The lab's loopback stand-ins for the link-local endpoints (egress_doctor/lab/upstreams.py).
+_LAB_STANDINS = {"127.169.254.254": "169.254.169.254", "127.169.170.23": "169.254.170.23",
+                 "127.169.170.2": "169.254.170.2"}
+
+
+def _standin_warnings(plan: CredentialPlan) -> None:
+    """A metadata endpoint configured on loopback is reported, and fixed, under the link-local
+    address it stands in for (the lab's setup). Anything but the lab's own stand-ins is said so:
+    a real local metadata proxy is not behind the sidecar, and the findings are not about it."""
+    endpoints = (("AWS_EC2_METADATA_SERVICE_ENDPOINT", plan.imds_endpoint, "169.254.169.254:80"),
+                 ("AWS_CONTAINER_CREDENTIALS_FULL_URI", plan.container_url, "the agent's link-local address"))
+    for variable, url, real in endpoints:
+        host = (urlsplit(url).hostname or "") if url else ""
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = host == "localhost"
+        if loopback and host not in _LAB_STANDINS:
+            plan.identity.warnings.append(
+                f"{variable} is {url}, a loopback address: the checks went there, but findings and fixes "
+                f"name {real}, taking it for a stand-in (as in the lab); about a real local proxy they say nothing")
 
 
 def _region_warnings(identity: Identity, environ: Mapping[str, str]) -> None:

@@ -119,6 +119,7 @@ def run_check(options: CheckOptions, environ: Mapping[str, str], facts: RunFacts
             limits, connect_to, lambda s: botocore_trust(s, dict(environ)), data_loader=options.data_loader
         )
         plan = plan_or_refuse(session.session, environ, options.region)
+        plan.identity.warnings += table_region_notes(options.tables, plan.identity.region)
         run = Run(
             session=session,
             identity=plan.identity,
@@ -150,6 +151,19 @@ def run_check(options: CheckOptions, environ: Mapping[str, str], facts: RunFacts
         deadline_ms=options.deadline * 1000,
         tool_version=__version__,
     )
+
+
+def table_region_notes(tables: list[str], region: str | None) -> list[str]:
+    """A table ARN of another region is still called at the client's regional endpoint (botocore
+    takes the ARN as the TableName, not as an endpoint): say so, or the failure reads as the mesh's."""
+    notes = []
+    for table in tables:
+        parts = table.split(":")
+        if table.startswith("arn:") and len(parts) > 3 and region and parts[3] != region:
+            notes.append(f"--table {table} is in {parts[3]}, but the SDK calls DynamoDB in the client's region "
+                         f"{region} (as an app configured like this would): use --region {parts[3]} to probe "
+                         "that region's endpoint")
+    return notes
 
 
 def _planned_api_checks(options: CheckOptions) -> list[tuple[str, str, str | None]]:

@@ -8,6 +8,7 @@ explicitly with an unsigned client from the same session, so its host is botocor
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from egress_doctor.aws.identity import CredentialPlan
@@ -148,6 +149,14 @@ def _fail_http(progress: CheckProgress, result: HttpResult, service: str, operat
     )
 
 
+# What IAM accepts as a role name, so what IMDS can answer (iam CreateRole: [\w+=,.@-]{1,64}).
+_IAM_ROLE_NAME = re.compile(r"[A-Za-z0-9_+=,.@-]{1,64}")
+_IMDS_TITLES = {
+    "imds.role": "IMDS role name (GET …/iam/security-credentials/)",
+    "imds.credentials": "IMDS credentials (GET …/iam/security-credentials/<role>)",
+}
+
+
 def _imds(run: Run, plan: CredentialPlan) -> Any:
     base = (plan.imds_endpoint or "").rstrip("/") + "/"
     token_progress = run.start("imds.token", "IMDSv2 token (PUT /latest/api/token)")
@@ -165,21 +174,29 @@ def _imds(run: Run, plan: CredentialPlan) -> Any:
         status = token_result.evidence.status
         if status == 400:
             token_progress.evidence.notes.append("botocore does not fall back to IMDSv1 after a 400")
-            run.skip_rest("imds.token", ("imds.role", "imds.credentials"))
+            run.skip_rest("imds.token", ("imds.role", "imds.credentials"), _IMDS_TITLES)
             return None
         if plan.imds_v1_disabled:
             token_progress.evidence.notes.append("AWS_EC2_METADATA_V1_DISABLED: no IMDSv1 fallback")
-            run.skip_rest("imds.token", ("imds.role", "imds.credentials"))
+            run.skip_rest("imds.token", ("imds.role", "imds.credentials"), _IMDS_TITLES)
             return None
         token_progress.evidence.notes.append("botocore falls back to IMDSv1 (no token) after this")
     headers = {TOKEN_HEADER: token} if token else {}
-    role_progress = run.start("imds.role", "IMDS role name (GET …/iam/security-credentials/)")
+    role_progress = run.start("imds.role", _IMDS_TITLES["imds.role"])
     role_result = _http_step(run, role_progress, "GET", base + "latest/meta-data/iam/security-credentials/", headers)
     if role_result.error is not None or role_result.evidence.status != 200 or not role_result.body.strip():
         _fail_http(role_progress, role_result, "imds", "GetRoleName")
-        run.skip_rest("imds.role", ("imds.credentials",))
+        run.skip_rest("imds.role", ("imds.credentials",), _IMDS_TITLES)
         return None
     role = role_result.body.decode("utf-8", "replace").strip().splitlines()[0]
+    if not _IAM_ROLE_NAME.fullmatch(role):
+        role_progress.finish(
+            Status.FAIL, layer=Layer.HTTP, symptom=Symptom.NOT_AWS,
+            error=ErrorInfo(type="NotARoleName", message=f"{len(role)} characters: {role[:64]!r}"),
+            reason=f"the answer is no IAM role name ({len(role)} characters; IAM allows 1-64 of "
+                   "letters, digits and _+=,.@-)")
+        run.skip_rest("imds.role", ("imds.credentials",), _IMDS_TITLES)
+        return None
     role_progress.finish(Status.PASS, reason=f"role {role}" + ("" if token else " (IMDSv1)"))
     _settle_token(token_progress)
     creds_progress = run.start("imds.credentials", f"IMDS credentials for role {role}")

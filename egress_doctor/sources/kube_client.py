@@ -13,9 +13,11 @@ with the HTTP status and the API server's own `Status.message`.
 from __future__ import annotations
 
 import enum
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 _MIN_REQUEST = 0.05  # seconds; with less than this left, the deadline has expired
@@ -94,6 +96,8 @@ def kubeconfig_connection(path: str, context: str | None) -> Connection:
     """From a kubeconfig file (colon-separated list allowed); `context` None: its current-context."""
     from kubernetes.config import ConfigException, list_kube_config_contexts, load_kube_config
 
+    for one in path.split(os.pathsep):
+        _check_kubeconfig(os.path.expanduser(one))
     configuration = _new_configuration()
     try:
         load_kube_config(config_file=path, context=context, client_configuration=configuration,
@@ -106,6 +110,35 @@ def kubeconfig_connection(path: str, context: str | None) -> Connection:
     chosen = next((c for c in contexts if c.get("name") == name), {})
     namespace = (chosen.get("context") or {}).get("namespace")
     return Connection(configuration, f"kubeconfig {path} context {name}", namespace)
+
+
+def _check_kubeconfig(path: str) -> None:
+    """Refuse (ClusterConfigError, naming the file) what the kubernetes client would choke on or
+    read without bound: no regular file, over 16 MiB, not UTF-8, YAML that is invalid, too deep or
+    an alias bomb, or a shape that is no kubeconfig (`clusters: 5`)."""
+    import yaml
+
+    from egress_doctor.istio.yaml_load import YamlLimitError, load_one
+    from egress_doctor.sources.files import FilesError, read_text
+
+    try:
+        document = load_one(read_text(Path(path)))
+    except FilesError as exc:
+        raise ClusterConfigError(f"kubeconfig {exc}") from None
+    except YamlLimitError as exc:
+        raise ClusterConfigError(f"kubeconfig {path}: refused: {exc}") from None
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ClusterConfigError(f"kubeconfig {path}: not valid YAML: {problem}") from None
+    if document is None:
+        return
+    if not isinstance(document, dict):
+        raise ClusterConfigError(f"kubeconfig {path}: not a kubeconfig (a mapping with clusters, users, contexts)")
+    for key in ("clusters", "users", "contexts"):
+        value = document.get(key)
+        if value is not None and not (isinstance(value, list) and all(isinstance(v, dict) for v in value)):
+            raise ClusterConfigError(f"kubeconfig {path}: `{key}` must be a list of mappings, "
+                                     f"not {type(value).__name__}")
 
 
 def in_cluster_connection(token_file: str, ca_file: str, environ: Mapping[str, str]) -> Connection:
