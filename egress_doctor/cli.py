@@ -25,6 +25,7 @@ EXIT_CODES_HELP = """exit codes:
   2    usage or configuration error: nothing was probed
   3    internal error in egress-doctor (run with -v for a redacted traceback)
   130  interrupted (Ctrl-C)
+  what produces each: docs/exit-codes.md
 """
 
 CHECK_EPILOG = (

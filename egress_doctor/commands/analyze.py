@@ -17,8 +17,9 @@ from egress_doctor.validate import UsageError
 ANALYZE_EPILOG = """exit codes:
   0    every host the SDK needs is carried by this pod's sidecar (or passes, under ALLOW_ANY)
   1    something needed is not covered: the findings say why, the fix edits what exists
-  2    unreadable or invalid input (a file, a flag): one line on stderr, nothing analysed
+  2    unreadable or invalid input (a file, a flag), or nothing to analyze: one line on stderr
   3    internal error in egress-doctor
+  what produces each: docs/exit-codes.md
 
 examples:
   egress-doctor analyze -f deploy/ --namespace payments --region us-east-1 --credentials irsa \\
