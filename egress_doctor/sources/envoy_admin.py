@@ -39,8 +39,9 @@ DEFAULT_ADMIN_URL = "http://127.0.0.1:15000"
 READY_PORT = 15021  # Envoy's static readiness listener in an injected pod
 CALL_TIMEOUT = 1.0  # seconds per admin call (connect and each read)
 SMALL_BODY = 1 << 20  # /server_info carries every extension's name: ~130 KB
-# Each answer is asked only for the probed ports and hosts (read_requests); parsed, it takes about
-# 25 times its size: 4 MiB fit the 256 MiB the manifests (k8s/) give egress-doctor, with its own ~70.
+# Each answer is asked only for the probed ports and hosts (read_requests); parsed, it takes 10-25
+# times its size (a 3.7 MiB dump of filter chains adds ~50 MiB to the peak RSS, 56 → 106 MiB:
+# benchmarks/hostile_inputs.py): 4 MiB fit the 256 MiB the manifests (k8s/) give egress-doctor.
 LARGE_BODY = 4 << 20
 VIRTUAL_OUTBOUND = "virtualOutbound"
 CATCH_ALL_CHAIN = "virtualOutbound-catchall-tcp"
