@@ -33,6 +33,24 @@ def check_options(args: argparse.Namespace, env: Environment) -> Any:
     )
 
 
+# Seconds of --deadline kept for what follows the network: joining aborted checks, the diagnosis and
+# the report. The process then exits within --deadline (plus Python's start-up before the clock).
+OUTPUT_RESERVE = 0.3
+
+
+def _load_renderers(args: argparse.Namespace) -> None:
+    """Import what writing the report needs while the probes run: after the deadline, imports
+    compete for the GIL with a cluster read still importing the kubernetes client."""
+    import egress_doctor.diagnose
+    import egress_doctor.render.fix_yaml
+    import egress_doctor.render.json_v1
+
+    if args.output == "table" and not args.fix_only:
+        import tabulate  # noqa: F401
+
+        import egress_doctor.render.table  # noqa: F401
+
+
 def run_check_command(args: argparse.Namespace, env: Environment, redactor: Redactor) -> ExitStatus:
     from egress_doctor.sidecar_lifecycle import DEFAULT_STATUS_URL, around_run
 
@@ -52,7 +70,8 @@ def run_check_command(args: argparse.Namespace, env: Environment, redactor: Reda
         # The run's one deadline, for the probes, the cluster read and the sidecar read alike; it
         # counts from the command's start (after --wait-for-sidecar, which has its own bound).
         started = env.started if wait_for is None else time.monotonic()
-        options.deadline_at = started + options.deadline
+        options.deadline_at = started + options.deadline - min(OUTPUT_RESERVE, options.deadline / 4)
+        _load_renderers(args)  # now, not after the deadline (a cluster read may be importing beside it)
         from egress_doctor.commands.cluster import finish_cluster_read, start_cluster_read, with_cluster
 
         # In the background; a bad --kubeconfig is a usage error. Its sockets are shut at the deadline.
