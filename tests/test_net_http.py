@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import socket
+import threading
 import time
 import tracemalloc
 
@@ -12,7 +14,7 @@ from egress_doctor.net.dial import DeadlineExceeded, dial_scope
 from egress_doctor.net.http import HttpResult, read_bounded, request
 from tests import canned
 from tests.canned import CannedServer, Reply
-from tests.sockets import Pki, refused_port
+from tests.sockets import Acceptor, Pki, refused_port
 
 
 def _get(server: CannedServer, **kwargs: object) -> HttpResult:
@@ -189,6 +191,33 @@ def test_slow_drip_body_cannot_outlive_the_deadline() -> None:
     assert result.evidence.status == 200
     assert (result.layer, result.symptom) == (Layer.HTTP, Symptom.DEADLINE)
     assert 0 < len(result.body) < 4096
+
+
+class HeaderDrip(Acceptor):
+    """Answers every request with a complete 200, its head sent one byte every 50 ms (3 s in all)."""
+
+    name = "header-drip"
+
+    def _handle(self, conn: socket.socket, stop: threading.Event) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            more = conn.recv(65536)
+            if not more:
+                return
+            head += more
+        for byte in b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok":
+            if stop.wait(0.05):
+                return
+            conn.sendall(bytes([byte]))
+
+
+def test_headers_that_drip_in_one_byte_at_a_time_are_cut_at_the_deadline_not_read_to_the_end() -> None:
+    # Every single read succeeds within the read timeout: only the deadline can end this.
+    with HeaderDrip() as server:
+        result = request("GET", f"http://127.0.0.1:{server.port}/", connect_timeout=1, read_timeout=1,
+                         deadline=time.monotonic() + 0.3)
+    assert result.evidence.status is None, "the whole head was read: the deadline did not hold"
+    assert (result.layer, result.symptom) == (Layer.HTTP, Symptom.DEADLINE)
 
 
 def test_100_mb_body_is_read_to_max_body_only_with_flat_memory() -> None:

@@ -189,34 +189,6 @@ def dial_scope(
         scope.recorder.release()
 
 
-@contextlib.contextmanager
-def abort_at(deadline: float | None) -> Iterator[DialScope | None]:
-    """Shut down every socket dialled in this context once `deadline` (a `time.monotonic()` value)
-    passes, whatever it is blocked in: a peer that sends its headers one byte a second, a TLS
-    handshake that never ends, an API server that accepts and never answers. Timeouts cannot do
-    this: each byte resets them.
-
-    A nested scope that keeps the enclosing one's --connect-to map and deadline and reports its
-    records and sockets to it; a daemon timer thread calls `abort()` (cancelled on exit). Yields
-    the scope (None, and nothing changes, when `deadline` is None).
-    """
-    if deadline is None:
-        yield _SCOPE.get()
-        return
-    outer = _SCOPE.get()
-    if outer is not None and outer.deadline is not None:
-        deadline = min(deadline, outer.deadline)
-    recorder = DialRecorder(parent=outer.recorder if outer is not None else None)
-    with dial_scope(outer.connect_to if outer is not None else None, recorder, deadline) as scope:
-        timer = threading.Timer(max(0.0, deadline - time.monotonic()), recorder.abort)
-        timer.daemon = True
-        timer.start()
-        try:
-            yield scope
-        finally:
-            timer.cancel()
-
-
 def bound_timeout(timeout: float | None) -> float | None:
     """`timeout` bounded by the current scope's remaining deadline (None = no bound at all).
 

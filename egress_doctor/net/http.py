@@ -26,7 +26,8 @@ from urllib3.response import BaseHTTPResponse
 
 from egress_doctor.model import INTERESTING_HEADERS, ErrorInfo, HttpEvidence, Layer, Symptom
 from egress_doctor.net.classify import classify, error_info
-from egress_doctor.net.dial import DeadlineExceeded, abort_at, current_scope
+from egress_doctor.net.dial import DeadlineExceeded, current_scope
+from egress_doctor.net.watchdog import abort_at
 
 # Body bytes kept by default (the rest is read past at most once, never stored).
 DEFAULT_MAX_BODY = 65536

@@ -22,17 +22,17 @@ fetching (`parse_*` are pure) so both can be tested on their own.
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 from egress_doctor.istio.objects import Mode
 from egress_doctor.model import Symptom
 from egress_doctor.net import json_body
 from egress_doctor.net.http import HttpResult, request
+from egress_doctor.sources.envoy_queries import VIRTUAL_OUTBOUND, read_requests
 from egress_doctor.sources.view import BLACKHOLE, PASSTHROUGH, ClusterInfo, SidecarView, SniChain, VirtualHostInfo
 
 DEFAULT_ADMIN_URL = "http://127.0.0.1:15000"
@@ -43,11 +43,8 @@ SMALL_BODY = 1 << 20  # /server_info carries every extension's name: ~130 KB
 # times its size (a 3.7 MiB dump of filter chains adds ~50 MiB to the peak RSS, 56 → 106 MiB:
 # benchmarks/hostile_inputs.py): 4 MiB fit the 256 MiB the manifests (k8s/) give egress-doctor.
 LARGE_BODY = 4 << 20
-VIRTUAL_OUTBOUND = "virtualOutbound"
 CATCH_ALL_CHAIN = "virtualOutbound-catchall-tcp"
 CATCH_ALL_VHOSTS = ("block_all", "allow_any")
-_CLUSTER_MASK = "cluster.name,cluster.type,cluster.metadata"
-_ROUTE_MASK = "route_config.name,route_config.virtual_hosts"
 
 Json = dict[str, Any]
 
@@ -101,43 +98,6 @@ def default_ready_url(admin_url: str) -> str:
     host = urlsplit(admin_url).hostname or "127.0.0.1"
     host = f"[{host}]" if ":" in host else host
     return f"http://{host}:{READY_PORT}/healthz/ready"
-
-
-def _alternatives(items: Iterable[str]) -> str:
-    return "|".join(re.escape(item) for item in items)
-
-
-def _cluster_names(hosts: Sequence[tuple[str, int]]) -> str:
-    """RE2 for the clusters that may carry `hosts`: `outbound|<port>|<subset>|<host>`, and the
-    wildcard clusters of every suffix (`*.ddb.us-east-1.amazonaws.com`, `*.amazonaws.com`, `*`)."""
-    by_port: dict[int, set[str]] = {}
-    for host, port in hosts:
-        labels = host.lower().rstrip(".").split(".")
-        names = by_port.setdefault(port, set())
-        names.update([host, "*", *("*." + ".".join(labels[i:]) for i in range(1, len(labels)))])
-    return "|".join(rf"outbound\|{port}\|[^|]*\|({_alternatives(sorted(names))})"
-                    for port, names in sorted(by_port.items()))
-
-
-def read_requests(admin_url: str, hosts: Sequence[tuple[str, int]]) -> list[tuple[str, str]]:
-    """(what, URL) of the four reads. With `hosts`, only the listeners, routes and clusters of the
-    ports the run used (`name_regex`, a full match), only the fields read (`mask`), and the
-    endpoints of only the clusters that may carry one of them (`/clusters?filter=`): what a
-    10,000-service mesh answers stays far below LARGE_BODY, and so does the memory a parse takes.
-    Without `hosts`, everything (each answer still bounded by LARGE_BODY)."""
-    listeners: dict[str, str] = {"resource": "dynamic_listeners"}
-    routes = {"resource": "dynamic_route_configs", "mask": _ROUTE_MASK}
-    clusters = {"resource": "dynamic_active_clusters", "mask": _CLUSTER_MASK}
-    endpoints = {"format": "json"}
-    if hosts:
-        numbers = _alternatives(str(p) for p in sorted({port for _, port in hosts}))
-        listeners["name_regex"] = f"{VIRTUAL_OUTBOUND}|[^_]*_({numbers})"
-        routes["name_regex"] = f"80|{numbers}"
-        clusters["name_regex"] = rf"outbound\|({numbers})\|.*"
-        endpoints["filter"] = _cluster_names(hosts)
-    steps = (("listeners", "/config_dump", listeners), ("routes", "/config_dump", routes),
-             ("cluster config", "/config_dump", clusters), ("cluster endpoints", "/clusters", endpoints))
-    return [(name, f"{admin_url}{path}?{urlencode(params)}") for name, path, params in steps]
 
 
 def _read_config(view: SidecarView, budget: _Budget, hosts: Sequence[tuple[str, int]]) -> None:

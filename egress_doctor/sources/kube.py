@@ -133,7 +133,7 @@ def read_cluster(
             return ClusterRead(MeshView())
     from kubernetes.client import ApiClient, CoreV1Api, CustomObjectsApi  # ~1 s the first time
 
-    from egress_doctor.net.dial import abort_at
+    from egress_doctor.net.watchdog import abort_at
 
     with ApiClient(connection.configuration) as client:
         apis = (CoreV1Api(client), CustomObjectsApi(client))
