@@ -92,3 +92,20 @@ def test_a_slow_api_server_never_stretches_a_check_past_its_deadline(
         elapsed = time.monotonic() - started
     assert result.code in (0, 1), result.stderr
     assert elapsed < 2 + 1.5, f"check took {elapsed:.1f} s with --deadline 2"
+
+
+def test_huge_answers_success_or_error_are_read_to_a_bound_and_the_connection_dropped(pki: Pki, tmp_path: Path) -> None:
+    from egress_doctor.sources.kube_client import MAX_ANSWER
+    from tests import canned
+    from tests.canned import CannedServer, Reply
+
+    size = 100 * 2**20
+    huge = canned.huge_body(size)
+    for status in (200, 500):  # a 500 becomes the client's ApiException, which reads the body itself
+        with CannedServer(Reply(status, huge.headers, huge.body, content_length=size), tls=pki.ca) as api:
+            result = read_at(api.url(""), pki, tmp_path, deadline=20, request_timeout=10)
+            per_request = api.bytes_sent / len(api.requests)
+        assert result.errors and all(e.problem is Problem.FAILED for e in result.errors), result.errors
+        if status == 200:
+            assert "larger than 16 MiB" in result.errors[0].message
+        assert per_request < 2 * MAX_ANSWER, f"{per_request:.0f} bytes sent per request: the answers were drained"

@@ -50,6 +50,7 @@ from egress_doctor.sources.kube_client import (
     Request,
     Send,
     Session,
+    bound_answers,
     in_cluster_connection,
     kubeconfig_connection,
 )
@@ -136,6 +137,7 @@ def read_cluster(
     from egress_doctor.net.watchdog import abort_at
 
     with ApiClient(connection.configuration) as client:
+        bound_answers(client)
         apis = (CoreV1Api(client), CustomObjectsApi(client))
         started = time.monotonic()  # after imports and configuration: the deadline is the API server's
         reader = _Reader(apis, connection, options, environ, started)

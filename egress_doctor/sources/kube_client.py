@@ -24,6 +24,8 @@ _MIN_REQUEST = 0.05  # seconds; with less than this left, the deadline has expir
 # The largest answer read (a list of every ServiceEntry of a big cluster runs to MBs); a bigger one
 # is a failed request, not parsed. Parsed JSON takes ~10 times its size: within the manifests' 256 MiB.
 MAX_ANSWER = 16 << 20
+# What is read of an error answer (a metav1.Status is a few hundred bytes): the client reads it itself.
+MAX_ERROR_BODY = 64 << 10
 
 
 class Problem(enum.StrEnum):
@@ -154,6 +156,45 @@ def in_cluster_connection(token_file: str, ca_file: str, environ: Mapping[str, s
         raise ClusterConfigError(f"in-cluster service account: {exc}") from None
     configuration.retries = 0
     return Connection(configuration, "in-cluster service account", in_cluster=True)
+
+
+def bound_answers(api_client: Any) -> None:
+    """Bound what the kubernetes client reads itself: an error status becomes an ApiException whose
+    body it reads whole (`response.data`); here at most MAX_ERROR_BODY bytes (success bodies are read
+    by `Session.fetch`, up to MAX_ANSWER). The client's urllib3 pools get connections whose responses cut `.data`
+    (urllib3 2 builds an HTTPResponse in `HTTPConnection.getresponse`; its class is narrowed there)."""
+    import urllib3
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+    class BoundedResponse(urllib3.HTTPResponse):
+        @property
+        def data(self) -> bytes:
+            if self._body is None and self._fp is not None:
+                self._body = self.read(MAX_ERROR_BODY, decode_content=False)  # the rest is never read
+            return self._body or b""
+
+    def bounded(response: Any) -> Any:
+        if type(response) is urllib3.HTTPResponse:
+            response.__class__ = BoundedResponse
+        return response
+
+    class BoundedHttpConnection(HTTPConnection):
+        def getresponse(self) -> Any:  # type: ignore[override]
+            return bounded(super().getresponse())
+
+    class BoundedHttpsConnection(HTTPSConnection):
+        def getresponse(self) -> Any:  # type: ignore[override]
+            return bounded(super().getresponse())
+
+    class BoundedHttp(HTTPConnectionPool):
+        ConnectionCls = BoundedHttpConnection
+
+    class BoundedHttps(HTTPSConnectionPool):
+        ConnectionCls = BoundedHttpsConnection
+
+    manager = api_client.rest_client.pool_manager
+    manager.pool_classes_by_scheme = {"http": BoundedHttp, "https": BoundedHttps}
 
 
 # ---- one request ---------------------------------------------------------------------------------
