@@ -353,7 +353,7 @@ DEADLINE_SLACK = 0.5
 
 def test_a_check_stuck_in_the_tls_handshake_at_the_deadline_is_reported_at_the_tls_layer(world):
     with sockets.TlsStallServer() as stall:
-        result = run_against(stall.port, "--connect-timeout", "30", "--deadline", "1")
+        result = run_against(stall.port, "--connect-timeout", "30", "--deadline", str(DEADLINE))
     for check_id in API_CHECKS:
         check = result.check(check_id)
         assert (check["status"], check["layer"], check["symptom"]) == ("fail", "tls", "deadline"), check

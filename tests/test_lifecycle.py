@@ -146,7 +146,7 @@ def test_quit_is_called_even_when_a_check_fails(world):
 
 def test_quit_is_called_when_the_run_hits_its_deadline(world):
     with FakePilotAgent() as agent, sockets.BacklogFullServer() as stalled:
-        result = job_run(agent.url, "--deadline", "1", "--connect-to", f"{STS}:443:127.0.0.1:{stalled.port}")
+        result = job_run(agent.url, "--deadline", "2", "--connect-to", f"{STS}:443:127.0.0.1:{stalled.port}")
     assert result.code == 1
     assert result.check("sts.get-caller-identity")["layer"] == "tcp"
     assert len(agent.quits) == 1
