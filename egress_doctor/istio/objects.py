@@ -7,8 +7,8 @@ Defaults are the proto's enum zero values: `resolution: NONE`, `location: MESH_E
 Sidecar `outboundTrafficPolicy: {}` means REGISTRY_ONLY.
 
 YAML and dicts become these objects in `istio.parse`, which only checks shape (what the CRD schema
-would reject); istiod's webhook rules live in `istio.validation`, what a pod sees in
-`istio.visibility`.
+would reject); istiod's webhook rules live in `istio.validation`, what a proxy sees in
+`istio.scope`.
 """
 
 from __future__ import annotations
