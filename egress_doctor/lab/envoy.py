@@ -179,7 +179,9 @@ class EnvoyProcess:
     def start(self, timeout: float = 10.0) -> EnvoyProcess:
         argv = [str(envoy_binary()), "-c", str(self.bootstrap), "--disable-hot-restart", "--concurrency",
                 str(self.concurrency), "--log-level", "warning", "--drain-time-s", "1",
-                "--parent-shutdown-time-s", "2"]
+                "--parent-shutdown-time-s", "2",
+                # as pilot-agent runs Envoy (pkg/envoy/proxy.go): access logs reach the file ~every second
+                "--file-flush-interval-msec", "1000"]
         # PDEATHSIG fires when the *thread* that forked exits: only safe from the main thread.
         on_main = threading.current_thread() is threading.main_thread()
         with self.log_path.open("ab") as log:

@@ -62,6 +62,8 @@ class LabConfig:
     # IMDS moved (AWS_EC2_METADATA_SERVICE_ENDPOINT) to this address, port 80; the lab's connect-to
     # rules steer it to the port-80 stand-in, never onto the wire
     imds_address: str | None = None
+    # meshConfig.accessLogEncoding with accessLogFile /dev/stdout: "TEXT", "JSON"; None: logging off
+    access_log: str | None = "TEXT"
 
     def mesh(self) -> MeshConfig:
         if self.mesh_config is None:
@@ -172,10 +174,19 @@ class Lab:
             raise
 
     def apply(self, objects: Iterable[IstioObject | Mapping[str, Any]]) -> None:
-        """Like `kubectl apply`: add objects, replacing those of the same kind, namespace and name."""
-        new = _parsed(objects, self.config.namespace)
+        """Like `kubectl apply`: add objects, replacing those of the same kind, namespace and name.
+        A telemetry.istio.io Telemetry turns the sidecar's access log on or off (lab.telemetry)."""
+        from egress_doctor.lab.telemetry import access_log_after
+
+        items, access_log = access_log_after(list(objects), self.config.access_log)
+        new = _parsed(items, self.config.namespace)
         keys = {_key(o) for o in new}
-        self.reconfigure([o for o in self._objects if _key(o) not in keys] + new)
+        previous, self.config = self.config, replace(self.config, access_log=access_log)
+        try:
+            self.reconfigure([o for o in self._objects if _key(o) not in keys] + new)
+        except EnvoyError:
+            self.config = previous
+            raise
 
     @property
     def objects(self) -> list[IstioObject]:
@@ -190,7 +201,7 @@ class Lab:
         assert self.directory and self.ports and self.fakes
         scope = self._scope(self._objects)
         resources = translate(scope, self.ports, self.fakes.upstreams(), self.config.istio_version,
-                              self.config.assume_http_80)
+                              self.config.assume_http_80, self.config.access_log)
         self._generation += 1
         if self._envoy is not None:
             checked = validate(static_bootstrap(resources), self.directory)
@@ -204,6 +215,11 @@ class Lab:
         self.scope, self.resources = scope, resources
         envoy = EnvoyProcess(bootstrap, f"http://{LOOPBACK}:{self.ports.admin}", self.directory / "envoy.log")
         self._envoy = envoy.start()
+
+    @property
+    def envoy_log_path(self) -> Path | None:
+        """The istio-proxy container's log: Envoy's own lines and, on /dev/stdout, its access log."""
+        return self.directory / "envoy.log" if self.directory else None
 
     def envoy_log(self) -> str:
         return self._envoy.log_tail(200) if self._envoy else ""

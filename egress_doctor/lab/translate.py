@@ -72,10 +72,12 @@ class EnvoyResources:
 
 
 def translate(scope: Scope, ports: LabPorts, upstreams: Upstreams, istio_version: str = ISTIO_VERSION,
-              assume_http_80: bool = True, listener_ports: Mapping[tuple[str, int], int] | None = None
-              ) -> EnvoyResources:
+              assume_http_80: bool = True, access_log: str | None = "TEXT",
+              listener_ports: Mapping[tuple[str, int], int] | None = None) -> EnvoyResources:
     """assume_http_80: a real cluster nearly always has some HTTP service on port 80, so istiod
     builds `0.0.0.0_80`; without one, port 80 falls to virtualOutbound (a TCP close).
+    access_log: meshConfig.accessLogEncoding of `accessLogFile: /dev/stdout` (TEXT or JSON), or
+    None: access logging off (Istio's default when neither the mesh config nor a Telemetry asks).
     listener_ports: loopback ports for listeners other than 0.0.0.0_80/443."""
     config = build_sidecar(scope)
     if assume_http_80 and (WILDCARD, 80) not in config.listeners:
@@ -83,7 +85,8 @@ def translate(scope: Scope, ports: LabPorts, upstreams: Upstreams, istio_version
         http.finish(config.catch_all)
         config.listeners[(WILDCARD, 80)] = http
         config.routes["80"] = catch_all_only("80", scope.mode)
-    return render(config, scope, ports, upstreams, _node(scope, ports, istio_version), listener_ports or {})
+    return render(config, scope, ports, upstreams, _node(scope, ports, istio_version), listener_ports or {},
+                  access_log)
 
 
 def translate_gateway(scope: Scope, ports: LabPorts, upstreams: Upstreams,
@@ -97,7 +100,7 @@ def translate_gateway(scope: Scope, ports: LabPorts, upstreams: Upstreams,
 
 
 def render(config: ProxyConfig, scope: Scope, ports: LabPorts, upstreams: Upstreams, node: Json,
-           listener_ports: Mapping[tuple[str, int], int]) -> EnvoyResources:
+           listener_ports: Mapping[tuple[str, int], int], access_log: str | None = "TEXT") -> EnvoyResources:
     notes: list[str] = []
     taken = {bind for (bind, port) in config.listeners if port == 80 and bind in LINK_LOCAL_STANDINS}
     addresses: dict[tuple[str, int], tuple[str, int]] = {}
@@ -105,6 +108,7 @@ def render(config: ProxyConfig, scope: Scope, ports: LabPorts, upstreams: Upstre
                  for entry in config.listeners.values()]
     if config.kind == "sidecar":
         listeners.append(_virtual_outbound(config, ports, taken))
+    _set_access_logs(listeners, access_log)
     return EnvoyResources(
         node=node,
         listeners=listeners,
@@ -265,13 +269,49 @@ _ACCESS_LOG_FORMAT = (
     '"%REQ(X-REQUEST-ID)%" "%REQ(:AUTHORITY)%" "%UPSTREAM_HOST%" %UPSTREAM_CLUSTER_RAW% '
     "%UPSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS% "
     "%REQUESTED_SERVER_NAME% %ROUTE_NAME%\n"
-)  # pilot/pkg/model/telemetry_logging.go default text format
+)  # pilot/pkg/model/telemetry_logging.go EnvoyTextLogFormat
+# pilot/pkg/model/telemetry_logging.go EnvoyJSONLogFormatIstio (accessLogEncoding: JSON), in its order.
+_ACCESS_LOG_JSON = {
+    "start_time": "%START_TIME%", "route_name": "%ROUTE_NAME%", "method": "%REQ(:METHOD)%",
+    "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%", "protocol": "%PROTOCOL%", "response_code": "%RESPONSE_CODE%",
+    "response_flags": "%RESPONSE_FLAGS%", "response_code_details": "%RESPONSE_CODE_DETAILS%",
+    "connection_termination_details": "%CONNECTION_TERMINATION_DETAILS%", "bytes_received": "%BYTES_RECEIVED%",
+    "bytes_sent": "%BYTES_SENT%", "duration": "%DURATION%",
+    "upstream_service_time": "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%", "x_forwarded_for": "%REQ(X-FORWARDED-FOR)%",
+    "user_agent": "%REQ(USER-AGENT)%", "request_id": "%REQ(X-REQUEST-ID)%", "authority": "%REQ(:AUTHORITY)%",
+    "upstream_host": "%UPSTREAM_HOST%", "upstream_cluster": "%UPSTREAM_CLUSTER_RAW%",
+    "upstream_local_address": "%UPSTREAM_LOCAL_ADDRESS%", "downstream_local_address": "%DOWNSTREAM_LOCAL_ADDRESS%",
+    "downstream_remote_address": "%DOWNSTREAM_REMOTE_ADDRESS%", "requested_server_name": "%REQUESTED_SERVER_NAME%",
+    "upstream_transport_failure_reason": "%UPSTREAM_TRANSPORT_FAILURE_REASON%",
+}
+ACCESS_LOG_ENCODINGS = ("TEXT", "JSON")
+ACCESS_LOG_PATH = "/dev/stdout"  # meshConfig.accessLogFile as Istio's profiles set it: the container log
 
 
-def _access_log() -> Json:
-    return {"name": "envoy.access_loggers.stdout", "typed_config": {
-        "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
-        "log_format": {"text_format_source": {"inline_string": _ACCESS_LOG_FORMAT}}}}
+def _access_log(encoding: str = "TEXT") -> Json:
+    """FileAccessLogFromMeshConfig: a file access log to /dev/stdout in Istio's default format."""
+    if encoding == "JSON":
+        log_format: Json = {"json_format": _ACCESS_LOG_JSON, "json_format_options": {"sort_properties": False}}
+    else:
+        log_format = {"text_format_source": {"inline_string": _ACCESS_LOG_FORMAT}}
+    return {"name": "envoy.access_loggers.file", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+        "path": ACCESS_LOG_PATH, "log_format": log_format}}
+
+
+def _set_access_logs(listeners: list[Json], encoding: str | None) -> None:
+    """Every HCM and tcp_proxy logs in `encoding`, or (None) not at all, as istiod configures them."""
+    if encoding is not None and encoding not in ACCESS_LOG_ENCODINGS:
+        raise ValueError(f"access log encoding must be one of {ACCESS_LOG_ENCODINGS} or None, not {encoding!r}")
+    for listener in listeners:
+        chains = [*listener.get("filter_chains", []), *([listener["default_filter_chain"]]
+                                                        if "default_filter_chain" in listener else [])]
+        for f in (f for chain in chains for f in chain.get("filters", [])):
+            config = f.get("typed_config", {})
+            if encoding is None:
+                config.pop("access_log", None)
+            else:
+                config["access_log"] = [_access_log(encoding)]
 
 
 def _node(scope: Scope, ports: LabPorts, istio_version: str) -> Json:
