@@ -20,7 +20,7 @@ import copy
 import json
 import socket
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -148,10 +148,15 @@ class _NoDelayServer(CannedServer):
         super()._handle(conn, stop)
 
 
+# A route answers with a recorded Answer, or computes the reply from the request (query parameters:
+# pods/log's container and limitBytes, a list's limit and continue; see tests/kube_logs.py).
+Route = Answer | Callable[[Request], Reply]
+
+
 class FakeApiServer:
     """Answers GETs from `routes`; `requests` keeps every request the client sent, in order."""
 
-    def __init__(self, routes: Mapping[str, Answer], tls: trustme.CA | None = None, token: str = TOKEN) -> None:
+    def __init__(self, routes: Mapping[str, Route], tls: trustme.CA | None = None, token: str = TOKEN) -> None:
         self.routes = dict(routes)
         self.token = token
         self._server = _NoDelayServer(self._respond, tls=tls, hostnames=("127.0.0.1", "localhost"))
@@ -186,7 +191,14 @@ class FakeApiServer:
         if scheme.lower() != "bearer" or credential != self.token:
             return status_answer("status-401").reply()
         answer = self.routes.get(request.target.split("?", 1)[0])
-        return answer.reply() if answer else status_answer(NOT_SERVED).reply()
+        if answer is None:
+            return status_answer(NOT_SERVED).reply()
+        return answer.reply() if isinstance(answer, Answer) else answer(request)
+
+
+def status_reply(code: int, reason: str, message: str) -> Reply:
+    """A metav1.Status answer, as kube-apiserver sends errors."""
+    return _status(code, reason, message)
 
 
 def _status(code: int, reason: str, message: str) -> Reply:
