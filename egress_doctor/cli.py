@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     from egress_doctor.commands.analyze import add_analyze_parser
 
     add_analyze_parser(commands)
+    from egress_doctor.commands.blocked import add_blocked_parser
+
+    add_blocked_parser(commands)
     _add_lab(commands)
     from egress_doctor.commands.demo import add_demo_parser
 

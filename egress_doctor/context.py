@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TextIO
 
@@ -50,6 +50,9 @@ class Environment:
     proc_root: str = "/proc"
     # When the command started (time.monotonic()): a run's --deadline counts from here.
     started: float = field(default_factory=time.monotonic)
+    # name → addresses (`blocked` names an address by resolving the hosts the SDK would call);
+    # None: the system resolver (sources.resolver.system_resolve).
+    resolver: Callable[[str], list[str]] | None = None
 
     def stdout_is_tty(self) -> bool:
         return hasattr(self.stdout, "isatty") and self.stdout.isatty()

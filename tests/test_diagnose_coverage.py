@@ -5,6 +5,7 @@ from __future__ import annotations
 from egress_doctor.diagnose.catalogue import catalogue
 from tests import (
     test_analyze_cases,
+    test_blocked_cases,
     test_cluster_findings,
     test_diagnose_aws,
     test_diagnose_envoy,
@@ -21,6 +22,7 @@ TABLES = {
     "mesh": test_explain_table.CASES,
     "cluster": test_cluster_findings.CASES,
     "analyze": test_analyze_cases.CASES,
+    "blocked": test_blocked_cases.CASES,
 }
 
 

@@ -84,6 +84,8 @@ def test_older_istio_formats_and_odd_user_agents_still_parse(line: str) -> None:
         ("[2026-12-02 14:01:53.048][8249][warning][misc] [source/common/x.cc:23] Deprecated field", LineKind.PROXY),
         ('{"start_time":"2026-12-02T14:01:53.177Z","upstream_cluster":"BlackHoleCluster"', LineKind.UNPARSED),
         ('[2026-12-02T14:01:53.177Z] "- - -" 0 UH - - "-" 0 0 1 - "-" "-" "-" "-" "-" BlackH', LineKind.UNPARSED),
+        ('[2026-12-02T14:01:53.177Z] "- - -" 0 UH - - "-" 0 0 1 - "-" "-" "-" "-" "-" BlackHoleCluster - '
+         "52.94.0.10:443 10.0.0.7:45662 sqs.us-ea", LineKind.UNPARSED),
         ('[2026-12-02T14:01:53.177Z] "GET / HTTP/1.1" 200 - 0 0 3 2 "-" "curl" "id" "a.example" "1.2.3.4:80"',
          LineKind.UNPARSED),  # Envoy's default format: no cluster, no addresses
         ('{"ts":"2026-12-02T14:01:53Z","host":"a.example","status":502}', LineKind.UNPARSED),
@@ -92,7 +94,8 @@ def test_older_istio_formats_and_odd_user_agents_still_parse(line: str) -> None:
          LineKind.UNPARSED),
         ("[1, 2, 3]", LineKind.UNPARSED),
     ],
-    ids=["empty", "agent", "agent-json", "envoy", "truncated-json", "truncated-text", "envoy-default-format",
+    ids=["empty", "agent", "agent-json", "envoy", "truncated-json", "truncated-text", "cut-in-the-tail",
+         "envoy-default-format",
          "foreign-json", "binary", "bad-code", "json-list"],
 )
 def test_lines_that_are_not_istio_records_are_told_apart(line: str, kind: LineKind) -> None:

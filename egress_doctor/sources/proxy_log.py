@@ -66,7 +66,8 @@ _TEXT = re.compile(
     r'\[(?P<start>[^\]]{1,64})\] "(?P<method>[^"\s]+) (?:[^"]* )?(?P<protocol>[^"\s]+)" '
     r"(?P<code>\d{1,3}) (?P<flags>\S+) (?:(?P<details>[^\"\s]\S*) )?"
     r'.*"(?P<authority>[^"]*)" "(?P<upstream_host>[^"]*)" '
-    r"(?P<cluster>\S+) \S+ (?P<local>\S+) \S+ (?P<sni>\S+) (?P<route>\S+)\s*"
+    r'(?P<cluster>[^"\s]+) [^"\s]+ (?P<local>-|\[?[0-9A-Fa-f.:]+\]?:\d+) [^"\s]+ (?P<sni>[^"\s]+) '
+    r'(?P<route>[^"\s]+)\s*'
 )
 _ENVOY_MESSAGE = re.compile(r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+\]\[\d+\]\[\w+\]")
 _AGENT_MESSAGE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z\t\w+\t")
