@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from egress_doctor.sources.envoy_stats import SidecarCounters
     from egress_doctor.sources.view import MeshView
 
 
@@ -286,6 +287,7 @@ class Report:
     tool_version: str = ""
     warnings: list[str] = field(default_factory=list)
     mesh: MeshView | None = None  # what the sidecar's admin port (and the Istio objects) said
+    counters: SidecarCounters | None = None  # the sidecar's counters of the app's own traffic (before probes)
 
     @property
     def exit_status(self) -> ExitStatus:

@@ -12,6 +12,7 @@ from tests import (
     test_diagnose_metadata,
     test_diagnose_network,
     test_explain_table,
+    test_sidecar_counters,
 )
 
 TABLES = {
@@ -23,6 +24,7 @@ TABLES = {
     "cluster": test_cluster_findings.CASES,
     "analyze": test_analyze_cases.CASES,
     "blocked": test_blocked_cases.CASES,
+    "counters": test_sidecar_counters.CASES,
 }
 
 

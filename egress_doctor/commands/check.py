@@ -72,6 +72,10 @@ def run_check_command(args: argparse.Namespace, env: Environment, redactor: Reda
         started = env.started if wait_for is None else time.monotonic()
         options.deadline_at = started + options.deadline - min(OUTPUT_RESERVE, options.deadline / 4)
         _load_renderers(args)  # now, not after the deadline (a cluster read may be importing beside it)
+
+        from egress_doctor.commands.counters import counters_before_probes
+
+        counters = counters_before_probes(admin)  # the app's own traffic: nothing of ours is counted yet
         from egress_doctor.commands.cluster import finish_cluster_read, start_cluster_read, with_cluster
 
         # In the background; a bad --kubeconfig is a usage error. Its sockets are shut at the deadline.
@@ -88,6 +92,7 @@ def run_check_command(args: argparse.Namespace, env: Environment, redactor: Reda
         report.warnings += sidecar_warnings + mirror_warnings
         add_diagnosis(report, args, cluster)
         report.duration_ms = round((time.monotonic() - started) * 1000, 1)  # the whole run, not the probes
+        add_counter_findings(report, counters)
         write_report(report, args, env, redactor)
         return report.exit_status
 
@@ -110,6 +115,15 @@ def add_diagnosis(report: Report, args: argparse.Namespace, cluster: Any = None)
     diagnosis = diagnose(report.identity, report.checks, report.facts, options, mesh=mesh)
     report.findings = sort_findings(diagnosis.findings + cluster_findings(cluster))
     report.fixes = diagnosis.fixes
+
+
+def add_counter_findings(report: Report, counters: Any) -> None:
+    """ED656/ED657 from the sidecar's counters read before the probes (nothing when none counted)."""
+    from egress_doctor.commands.cluster import sort_findings
+    from egress_doctor.diagnose.counters import counter_findings
+
+    report.counters = counters
+    report.findings = sort_findings(report.findings + counter_findings(counters))
 
 
 def write_report(report: Report, args: argparse.Namespace, env: Environment, redactor: Redactor) -> None:

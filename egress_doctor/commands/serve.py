@@ -92,16 +92,25 @@ def build_probe(args: argparse.Namespace, env: Environment, options: CheckOption
 
     from botocore.loaders import create_loader
 
-    from egress_doctor.commands.check import add_diagnosis
+    from egress_doctor.commands.check import add_counter_findings, add_diagnosis
+    from egress_doctor.commands.counters import AppCounters
+    from egress_doctor.commands.mesh_view import admin_url
     from egress_doctor.probes.check import run_check
 
     facts = env.facts(env.pod_namespace(args.namespace), [str(r) for r in options.connect_to])
     # One botocore data loader for every run: service models are parsed once per process.
     options = dataclasses.replace(options, data_loader=create_loader())
+    # The sidecar's counters of the app's own traffic, read around each run (egress-doctor's excluded).
+    app = AppCounters(admin_url(args, env.environ))
 
     def probe(redactor: Redactor) -> Report:
-        report = run_check(options, env.environ, facts, redactor)
+        counters = app.before_run()
+        try:
+            report = run_check(options, env.environ, facts, redactor)
+        finally:
+            app.after_run()
         add_diagnosis(report, args)
+        add_counter_findings(report, counters)
         return report
 
     return probe

@@ -13,6 +13,12 @@ Series (all gauges describe the last completed run unless named `_total`):
     egress_doctor_last_run_timestamp_seconds             Unix time the last run completed
     egress_doctor_run_duration_seconds
     egress_doctor_runs_total{result}                     ready | not_ready | error
+    egress_doctor_sidecar_refused{kind}                  the app's traffic the sidecar refused since it
+                                                         started (tcp: connections, http: requests),
+                                                         egress-doctor's own probes excluded
+    egress_doctor_sidecar_passthrough{kind}              the app's traffic let out through PassthroughCluster
+    egress_doctor_sidecar_connect_failures{host,port}    failed connections to registered hosts
+    egress_doctor_sidecar_uptime_seconds                 how long the sidecar has been up
 
 Series of checks or codes that the last run did not produce are dropped, not left stale.
 """
@@ -20,12 +26,13 @@ Series of checks or codes that the last run did not produce are dropped, not lef
 from __future__ import annotations
 
 from collections import Counter as _Tally
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from egress_doctor.model import Report, Status
 
 if TYPE_CHECKING:
     from egress_doctor.redact import Redactor
+    from egress_doctor.sources.envoy_stats import SidecarCounters
 
 # The classic text format (0.0.4): every Prometheus version and agent accepts it.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -59,6 +66,7 @@ class RunMetrics:
             "egress_doctor_run_duration_seconds", "How long the last run took", registry=self.registry
         )
         self.runs = Counter("egress_doctor_runs", "Runs completed, by outcome", ["result"], registry=self.registry)
+        self.sidecar = _SidecarGauges(Gauge, self.registry)
 
     def observe(self, report: Report | None, *, ready: bool, finished_at: float, duration: float) -> None:
         """Record one completed run; `report` is None when the run itself raised."""
@@ -69,6 +77,7 @@ class RunMetrics:
         self.check_success.clear()
         self.check_duration.clear()
         self.findings.clear()
+        self.sidecar.observe(report.counters if report is not None else None)
         if report is None:
             return
         for check in report.checks:
@@ -83,3 +92,33 @@ class RunMetrics:
         from prometheus_client import generate_latest
 
         return redactor.redact(generate_latest(self.registry).decode("utf-8")).encode("utf-8")
+
+
+class _SidecarGauges:
+    """The app's traffic as the sidecar counted it (sources.envoy_stats, commands.counters)."""
+
+    def __init__(self, gauge: Any, registry: Any) -> None:
+        self.refused = gauge("egress_doctor_sidecar_refused", "The app's traffic the sidecar refused since it "
+                             "started (tcp: connections, http: requests); egress-doctor's probes excluded",
+                             ["kind"], registry=registry)
+        self.passthrough = gauge("egress_doctor_sidecar_passthrough", "The app's traffic the sidecar let out "
+                                 "through PassthroughCluster (ALLOW_ANY)", ["kind"], registry=registry)
+        self.failures = gauge("egress_doctor_sidecar_connect_failures", "Failed connections to registered hosts",
+                              ["host", "port"], registry=registry)
+        self.uptime = gauge("egress_doctor_sidecar_uptime_seconds", "Seconds since the sidecar started",
+                            registry=registry)
+
+    def observe(self, counters: SidecarCounters | None) -> None:
+        """Set from the last run's counters; a run without them drops every series."""
+        for family in (self.refused, self.passthrough, self.failures):
+            family.clear()
+        if counters is None:
+            self.uptime.set(float("nan"))
+            return
+        for kind, count in counters.refused().items():
+            self.refused.labels(kind).set(count)
+        for kind, count in counters.passed().items():
+            self.passthrough.labels(kind).set(count)
+        for (host, port), count in counters.connect_failures.items():
+            self.failures.labels(host, str(port)).set(count)
+        self.uptime.set(counters.uptime if counters.uptime is not None else float("nan"))

@@ -1,0 +1,64 @@
+"""The sidecar's counters around the probes (`check` and `serve`): read before a run, so that what
+egress-doctor itself sends is never counted as the app's.
+
+`check` reads them once, before its probes. `serve` reads them before and after each run and keeps
+the app's share: everything counted before the first run, plus what was counted between one run's
+end and the next one's start (a sidecar restart starts the tally again from its counters).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from egress_doctor.sources.envoy_stats import SidecarCounters
+
+READ_SECONDS = 1.0  # the admin port answers on loopback within milliseconds
+
+
+def counters_before_probes(admin_url: str | None) -> SidecarCounters | None:
+    if admin_url is None:
+        return None
+    from egress_doctor.sources.envoy_stats import read_counters
+
+    return read_counters(admin_url, time.monotonic() + READ_SECONDS)
+
+
+class AppCounters:
+    """The app's share of the sidecar's counters over many runs (`serve`)."""
+
+    def __init__(self, admin_url: str | None) -> None:
+        self.admin_url = admin_url
+        self.total: SidecarCounters | None = None
+        self._after_last_run: SidecarCounters | None = None
+        self._runs = 0
+        self._lock = threading.Lock()
+
+    def before_run(self) -> SidecarCounters | None:
+        """Read now and add what the app did since the last run ended; the total so far.
+
+        When the counters after the last run could not be read, that interval is left out (it
+        would mix the app's traffic with the probes')."""
+        now = counters_before_probes(self.admin_url)
+        with self._lock:
+            first, self._runs = self._runs == 0, self._runs + 1
+            if now is None:
+                return self.total
+            if first:
+                since: SidecarCounters | None = now
+            elif self._after_last_run is None:
+                since = None
+            else:
+                since = now.minus(self._after_last_run)
+            if since is not None:
+                self.total = since if self.total is None else self.total.plus(since)
+            elif self.total is not None:
+                self.total.uptime = now.uptime
+            return self.total
+
+    def after_run(self) -> None:
+        after = counters_before_probes(self.admin_url)
+        with self._lock:
+            self._after_last_run = after
