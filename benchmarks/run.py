@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ("check_timing.py", "lab_bringup.py", "analyze_scale.py", "serve_load.py", "hostile_inputs.py")
+SCRIPTS = ("check_timing.py", "lab_bringup.py", "analyze_scale.py", "serve_load.py", "hostile_inputs.py",
+           "blocked_scale.py")
 
 
 def main() -> int:

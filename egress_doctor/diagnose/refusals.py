@@ -27,6 +27,7 @@ a hostile log costs counts, not memory.
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 
@@ -52,15 +53,16 @@ class Refusal(enum.StrEnum):
 
 def refusal_of(entry: AccessEntry) -> Refusal | None:
     """How the sidecar treated this record's destination, when it is anything to report."""
-    flags = set(entry.flags.split(",")) if entry.flags else set()
     if entry.route == "block_all":
         return Refusal.BLOCK_ALL
     if entry.cluster == "BlackHoleCluster":
         return Refusal.BLACKHOLE
-    if flags & {"NR", "NC"}:
-        return Refusal.NO_ROUTE
-    if "DPE" in flags:
-        return Refusal.RESET
+    if entry.flags:
+        flags = entry.flags.split(",")
+        if "NR" in flags or "NC" in flags:
+            return Refusal.NO_ROUTE
+        if "DPE" in flags:
+            return Refusal.RESET
     if entry.cluster == "PassthroughCluster" or entry.route == "allow_any":
         return Refusal.PASSTHROUGH
     return None
@@ -78,12 +80,17 @@ def split_address(address: str) -> tuple[str, int | None]:
     return host, int(port) if port.isdigit() else None
 
 
-def is_address(host: str) -> bool:
+@functools.lru_cache(maxsize=65536)
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The parsed address (cached: a log names the same few addresses again and again)."""
     try:
-        ipaddress.ip_address(host)
+        return ipaddress.ip_address(text)
     except ValueError:
-        return False
-    return True
+        return None
+
+
+def is_address(host: str) -> bool:
+    return _address(host) is not None
 
 
 def _authority_host(authority: str) -> tuple[str, int | None]:
@@ -104,8 +111,9 @@ class Destination:
         return self.source != "address"
 
 
-def destination_of(entry: AccessEntry) -> Destination | None:
-    ip, port = split_address(entry.local) if entry.local else ("", None)
+def destination_of(entry: AccessEntry, local: tuple[str, int | None] | None = None) -> Destination | None:
+    """`local`: entry.local already split (split_address), to spare a line the work twice."""
+    ip, port = local or (split_address(entry.local) if entry.local else ("", None))
     if entry.sni:
         return Destination(entry.sni.lower().rstrip("."), port or 443, "tls", "sni")
     if entry.authority:
@@ -182,10 +190,11 @@ class LogTally:
     def _record(self, entry: AccessEntry) -> None:
         if entry.start > self.last_record:
             self.last_record = entry.start
-        destination = destination_of(entry)
+        local = split_address(entry.local) if entry.local else ("", None)
+        destination = destination_of(entry, local)
         if destination is None:
             return
-        ip = split_address(entry.local)[0] if entry.local else ""
+        ip = local[0]
         if destination.source != "address":
             self._learn(ip, destination.host)
             if entry.cluster.startswith("outbound|") and entry.upstream_host:
@@ -203,9 +212,12 @@ class LogTally:
         seen.add(entry.start, ip if is_address(ip) else "")
 
     def _learn(self, address: str, name: str) -> None:
-        if not is_address(address) or is_address(name) or ipaddress.ip_address(address).is_loopback:
-            return
         names = self.names.get(address)
+        if names is not None and name in names:
+            return
+        parsed = _address(address)
+        if parsed is None or parsed.is_loopback or is_address(name):
+            return
         if names is None:
             if len(self.names) >= MAX_NAMES:
                 return

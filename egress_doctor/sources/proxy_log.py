@@ -28,7 +28,7 @@ from __future__ import annotations
 import enum
 import json
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 MAX_LINE = 64 * 1024  # bytes; a longer line is skipped as too long (a log is not a data dump)
 PREVIEW_CHARS = 160
@@ -41,11 +41,10 @@ class LineKind(enum.Enum):
     UNPARSED = "unparsed"  # garbage, a truncated record, another access-log format
 
 
-@dataclass(frozen=True, slots=True)
-class AccessEntry:
+class AccessEntry(NamedTuple):
     """The fields of one access-log record that say where a connection went and what became of it.
 
-    Empty strings stand for Envoy's `-` (text) and null (JSON).
+    Empty strings stand for Envoy's `-` (text) and null (JSON). A tuple: one is made per line.
     """
 
     start: str  # %START_TIME%, as logged (ISO 8601, UTC, milliseconds in Istio's format)
@@ -62,13 +61,6 @@ class AccessEntry:
     route: str  # %ROUTE_NAME%: block_all, allow_any, default, …
 
 
-_TEXT = re.compile(
-    r'\[(?P<start>[^\]]{1,64})\] "(?P<method>[^"\s]+) (?:[^"]* )?(?P<protocol>[^"\s]+)" '
-    r"(?P<code>\d{1,3}) (?P<flags>\S+) (?:(?P<details>[^\"\s]\S*) )?"
-    r'.*"(?P<authority>[^"]*)" "(?P<upstream_host>[^"]*)" '
-    r'(?P<cluster>[^"\s]+) [^"\s]+ (?P<local>-|\[?[0-9A-Fa-f.:]+\]?:\d+) [^"\s]+ (?P<sni>[^"\s]+) '
-    r'(?P<route>[^"\s]+)\s*'
-)
 _ENVOY_MESSAGE = re.compile(r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+\]\[\d+\]\[\w+\]")
 _AGENT_MESSAGE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z\t\w+\t")
 _JSON_KEYS = ("start_time", "upstream_cluster", "downstream_local_address")
@@ -86,9 +78,9 @@ def parse_line(line: str) -> AccessEntry | LineKind:
     if stripped[0] == "{":
         return _parse_json(stripped)
     if stripped[0] == "[":
-        match = _TEXT.fullmatch(stripped)
-        if match is not None:
-            return _from_text(match)
+        entry = _parse_text(stripped)
+        if entry is not None:
+            return entry
         if _ENVOY_MESSAGE.match(stripped):
             return LineKind.PROXY
         return LineKind.UNPARSED
@@ -97,13 +89,25 @@ def parse_line(line: str) -> AccessEntry | LineKind:
     return LineKind.UNPARSED
 
 
-def _from_text(m: re.Match[str]) -> AccessEntry:
-    method, protocol = _dash(m["method"]), _dash(m["protocol"])
-    return AccessEntry(
-        start=m["start"], method=method, protocol=protocol, code=int(m["code"]), flags=_dash(m["flags"]),
-        details=_dash(m["details"]), authority=_dash(m["authority"]), upstream_host=_dash(m["upstream_host"]),
-        cluster=_dash(m["cluster"]), local=_dash(m["local"]), sni=_dash(m["sni"]), route=_dash(m["route"]),
-    )
+def _parse_text(line: str) -> AccessEntry | None:
+    """Split on the quotes: `[start] "method path protocol" code flags details … "authority"
+    "upstream host" cluster ula dla dra sni route`. Read from both ends; None unless the line has
+    that shape (the tail's six tokens, an address where the destination goes, a numeric code)."""
+    parts = line.split('"')
+    if len(parts) < 15 or len(parts) % 2 == 0 or not parts[0].endswith("] ") or parts[-3] != " ":
+        return None
+    tail = parts[-1].split()
+    head = parts[2].split()
+    request = parts[1].split()
+    if len(tail) != 6 or len(head) < 2 or not head[0].isdigit() or len(head[0]) > 3 or len(request) < 2:
+        return None
+    cluster, _, local, _, sni, route = tail
+    if local != "-" and not local.rpartition(":")[2].isdigit():  # the original destination, ip:port
+        return None
+    d = _dash
+    return AccessEntry(parts[0][1:-2], d(request[0]), d(request[-1]), int(head[0]), d(head[1]),
+                       d(head[2]) if len(head) > 2 else "", d(parts[-4]), d(parts[-2]), d(cluster), d(local),
+                       d(sni), d(route))
 
 
 def _parse_json(text: str) -> AccessEntry | LineKind:
