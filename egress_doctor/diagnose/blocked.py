@@ -150,11 +150,14 @@ def fixable(host: str) -> bool:
 
 def _row(refusal: Refusal, dest: Destination, m: _Merged) -> RefusedDestination:
     aws = classify(dest.host) if not is_ip(dest.host) else None
+    service, region = (aws.service, aws.region) if aws else (None, None)
+    if dest.host in METADATA_ENDPOINTS:  # the credential endpoints: named like check names them
+        service, region = METADATA_ENDPOINTS[dest.host].name.removeprefix("aws-"), "link-local"
     return RefusedDestination(
         host=dest.host, port=dest.port, protocol=dest.protocol, how=refusal.value, count=m.seen.count,
         first=m.seen.first, last=m.seen.last, pods=sorted(m.pods), addresses=sorted(m.seen.addresses),
         named_by=dest.source if dest.source != "address" else "", resolved_from=m.resolved_from,
-        service=aws.service if aws else None, region=aws.region if aws else None,
+        service=service, region=region,
     )
 
 
