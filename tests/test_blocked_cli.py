@@ -238,3 +238,9 @@ def test_the_json_document_carries_every_documented_field(pki: Pki, tmp_path: Pa
                               "since_seconds", "passthrough", "destinations", "pods", "findings", "fixes", "warnings",
                               "unparsed_samples"]
     assert json.loads(json.dumps(document)) == document
+
+
+def test_a_selection_that_matches_no_pod_says_so_and_fails(pki: Pki, tmp_path: Path) -> None:
+    result = run_blocked([FakePod("api-1", log=text_log(LAB_LOG))], pki, tmp_path, "-l", "app=nothing")
+    assert result.code == 1
+    assert "no pod matched the selection" in result.stdout

@@ -292,6 +292,8 @@ def _summary(log: PodLog) -> PodSummary:
 
 def _warnings(logs: LogsRead) -> tuple[list[str], list[str]]:
     out: list[str] = []
+    if not logs.pods and not logs.without_sidecar and not logs.errors:
+        out.append("no pod matched the selection: nothing to read")
     if logs.without_sidecar:
         refs = [p.ref for p in logs.without_sidecar]
         out.append(f"no istio-proxy container (not in the mesh), skipped: {_listing(refs)}")
