@@ -11,7 +11,7 @@ import pytest
 
 from egress_doctor.istio.objects import MeshConfig, Mode
 from egress_doctor.istio.parse import load_files
-from egress_doctor.istio.visibility import pod_view
+from egress_doctor.istio.scope import Proxy, proxy_scope
 from egress_doctor.lab.pod_log import pod_addresses, pod_log
 from egress_doctor.lab.telemetry import access_log_after
 from egress_doctor.lab.translate import LabPorts, translate
@@ -34,7 +34,7 @@ ISTIO_TEXT_FORMAT = (  # pilot/pkg/model/telemetry_logging.go EnvoyTextLogFormat
 
 def filters(access_log: str | None) -> list[dict[str, Any]]:
     objects, _ = load_files([SCENARIOS / "correct"], "app")
-    view = pod_view(objects, "app", MeshConfig(outbound_traffic_policy=Mode.REGISTRY_ONLY))
+    view = proxy_scope(objects, Proxy("app"), MeshConfig(outbound_traffic_policy=Mode.REGISTRY_ONLY))
     resources = translate(view, PORTS, UPSTREAMS, access_log=access_log)
     out = []
     for listener in resources.listeners:
