@@ -62,6 +62,12 @@ CASES = [
     Case("failed connections to a registered host are named with their port",
          "cluster.outbound|443||sqs.us-east-1.amazonaws.com.upstream_cx_connect_fail: 4\nserver.uptime: 5\n",
          ["ED656"], ("sqs.us-east-1.amazonaws.com:443 (4)",)),
+    # Istio ends HCM and cluster stat prefixes with `;` (pilot/pkg/networking/util/util.go
+    # DelimitedStatsPrefix); sidecars before it do not: both are the same counters
+    Case("counters whose names end with istio's ';' delimiter are read like the others",
+         "http.outbound_0.0.0.0_80;.rq_direct_response: 2\n"
+         "cluster.outbound|443||sqs.us-east-1.amazonaws.com;.upstream_cx_connect_fail: 4\nserver.uptime: 5\n",
+         ["ED656"], ("On port 80, 2 HTTP request(s)", "sqs.us-east-1.amazonaws.com:443 (4)")),
 ]
 
 

@@ -75,7 +75,8 @@ def run_check_command(args: argparse.Namespace, env: Environment, redactor: Reda
 
         from egress_doctor.commands.counters import counters_before_probes
 
-        counters = counters_before_probes(admin)  # the app's own traffic: nothing of ours is counted yet
+        # the app's own traffic: nothing of ours is counted yet
+        counters = counters_before_probes(admin, options.deadline_at)
         from egress_doctor.commands.cluster import finish_cluster_read, start_cluster_read, with_cluster
 
         # In the background; a bad --kubeconfig is a usage error. Its sockets are shut at the deadline.

@@ -16,14 +16,19 @@ if TYPE_CHECKING:
     from egress_doctor.sources.envoy_stats import SidecarCounters
 
 READ_SECONDS = 1.0  # the admin port answers on loopback within milliseconds
+RUN_SHARE = 0.2  # at most this share of what is left of a run's deadline: the probes come first
 
 
-def counters_before_probes(admin_url: str | None) -> SidecarCounters | None:
+def counters_before_probes(admin_url: str | None, deadline_at: float | None = None) -> SidecarCounters | None:
+    """The counters now, or None. A slow admin port costs at most READ_SECONDS, and at most a fifth
+    of what is left before `deadline_at` (a run's): the probes and the sidecar read still get theirs."""
     if admin_url is None:
         return None
     from egress_doctor.sources.envoy_stats import read_counters
 
-    return read_counters(admin_url, time.monotonic() + READ_SECONDS)
+    now = time.monotonic()
+    budget = READ_SECONDS if deadline_at is None else min(READ_SECONDS, max(0.0, deadline_at - now) * RUN_SHARE)
+    return read_counters(admin_url, now + budget)
 
 
 class AppCounters:

@@ -128,9 +128,9 @@ def _ordered(routes: Mapping[str, RouteConfig]) -> list[RouteConfig]:
 # ---- listeners -----------------------------------------------------------------------------------
 
 
-def _chain(chain: Chain) -> Json:
+def _chain(chain: Chain, listener: str = "") -> Json:
     if chain.route:
-        filters = [_hcm(chain.route)]
+        filters = [_hcm(chain.route, listener)]
     elif chain.weighted:
         filters = [_weighted(chain.weighted)]
     else:
@@ -155,11 +155,13 @@ def _chain(chain: Chain) -> Json:
     return out
 
 
-def _hcm(route: str) -> Json:
+def _hcm(route: str, listener: str) -> Json:
+    # istiod names the HCM's stats after its listener, `outbound_0.0.0.0_80;` (the `;` ends the
+    # prefix for its tag extraction: pilot/pkg/networking/util DelimitedStatsPrefix)
     hcm = {
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
                  "HttpConnectionManager",
-        "stat_prefix": f"outbound_{route}",
+        "stat_prefix": f"outbound_{listener or route};",
         "rds": {"route_config_name": route, "config_source": {"ads": {}, "resource_api_version": "V3"}},
         "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
@@ -217,9 +219,9 @@ def _listener(entry: Listener, ports: LabPorts, extra: Mapping[tuple[str, int], 
         filters.append(_listener_filter("http_inspector", "http_inspector.v3.HttpInspector"))
     if filters:
         listener["listener_filters"] = filters
-    listener["filter_chains"] = [_chain(c) for c in entry.chains]
+    listener["filter_chains"] = [_chain(c, entry.name) for c in entry.chains]
     if entry.default is not None:
-        listener["default_filter_chain"] = _chain(entry.default)
+        listener["default_filter_chain"] = _chain(entry.default, entry.name)
     return listener
 
 

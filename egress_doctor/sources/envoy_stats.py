@@ -15,12 +15,14 @@ Two families, whichever the sidecar keeps:
   (`sidecar.istio.io/statsInclusionPrefixes: cluster.BlackHoleCluster,cluster.PassthroughCluster,
   cluster.outbound,http.outbound`): `cluster.BlackHoleCluster.upstream_cx_none_healthy` and
   `tcp.BlackHoleCluster.downstream_cx_total` (connections sent to the black hole),
-  `http.outbound_0.0.0.0_<port>.rq_direct_response` (HTTP requests the sidecar answered itself on
+  `http.outbound_0.0.0.0_<port>;.rq_direct_response` (HTTP requests the sidecar answered itself on
   that port: block_all's 502, or a VirtualService's direct response),
   `cluster.PassthroughCluster.upstream_cx_total`, and `cluster.outbound|<port>||<host>.
   upstream_cx_connect_fail` (connections to a registered host that failed).
 
-`server.uptime` says since when. Parsing is pure (`parse_stats`); a missing admin port is None.
+Istio ends the HCM's and the clusters' stat names with `;` (`util.DelimitedStatsPrefix`, for its
+tag extraction); older sidecars do not, and both spellings are read. `server.uptime` says since
+when. Parsing is pure (`parse_stats`); a missing admin port is None.
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ STATS_PATH = "/stats?usedonly"
 MAX_BODY = 16 << 20  # a big mesh's /stats runs to MBs
 CALL_TIMEOUT = 1.0
 MAX_FAILURES = 20  # registered hosts with failed connections kept
-_DIRECT = re.compile(r"^http\.outbound_.*_(\d+)\.rq_direct_response$")
-_CONNECT_FAIL = re.compile(r"^cluster\.outbound\|(\d+)\|[^|]*\|(.+)\.upstream_cx_connect_fail$")
+_DIRECT = re.compile(r"^http\.outbound_.*_(\d+);?\.rq_direct_response$")
+_CONNECT_FAIL = re.compile(r"^cluster\.outbound\|(\d+)\|[^|]*\|(.+?);?\.upstream_cx_connect_fail$")
 _ISTIO_METRICS = ("istio_tcp_connections_opened_total", "istio_requests_total")
 CATCH_ALLS = ("BlackHoleCluster", "PassthroughCluster")
 
