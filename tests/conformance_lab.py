@@ -22,8 +22,8 @@ from egress_doctor.istio.scope import ProxyKind, proxy_scope
 from egress_doctor.istio.simulate import OWN_PORTS, UNKNOWN_ADDRESS, Call
 from egress_doctor.istio.xds import WILDCARD
 from egress_doctor.lab.envoy import EnvoyProcess, write_dynamic
+from egress_doctor.lab.ports import free_port
 from egress_doctor.lab.routes import VHOST_HEADER
-from egress_doctor.lab.runner import free_port
 from egress_doctor.lab.translate import EnvoyResources, LabPorts, translate, translate_gateway
 from egress_doctor.lab.upstreams import Upstreams
 from tests.conformance_cases import Case

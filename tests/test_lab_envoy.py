@@ -17,7 +17,7 @@ from egress_doctor.istio.parse import load_files
 from egress_doctor.istio.scope import Proxy, proxy_scope
 from egress_doctor.lab import envoy
 from egress_doctor.lab.envoy import EnvoyError, EnvoyProcess, static_bootstrap, validate, write_dynamic
-from egress_doctor.lab.runner import allocate_ports
+from egress_doctor.lab.ports import allocate_ports
 from egress_doctor.lab.translate import EnvoyResources, LabPorts, translate
 from egress_doctor.lab.upstreams import Endpoint, Upstreams
 

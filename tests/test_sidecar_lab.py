@@ -13,7 +13,8 @@ import pytest
 
 from egress_doctor.istio.objects import Mode
 from egress_doctor.istio.parse import load_files
-from egress_doctor.lab.runner import Lab, LabConfig, allocate_ports
+from egress_doctor.lab.ports import allocate_ports
+from egress_doctor.lab.runner import Lab, LabConfig
 from egress_doctor.sources.envoy_admin import read_sidecar
 from egress_doctor.sources.view import SidecarView
 

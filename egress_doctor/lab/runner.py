@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -31,6 +30,7 @@ from egress_doctor.istio.objects import IstioObject, MeshConfig, Mode
 from egress_doctor.istio.parse import load_files, parse_documents
 from egress_doctor.istio.scope import Proxy, Scope, proxy_scope
 from egress_doctor.lab.envoy import EnvoyError, EnvoyProcess, static_bootstrap, validate, write_dynamic
+from egress_doctor.lab.ports import LOOPBACK, allocate_ports, connect_to_rules
 from egress_doctor.lab.translate import ISTIO_VERSION, EnvoyResources, LabPorts, translate
 from egress_doctor.lab.upstreams import LINK_LOCAL_STANDINS, Endpoint, Upstreams
 
@@ -38,7 +38,6 @@ CredentialMode = Literal["env", "irsa", "imds", "pod-identity"]
 CREDENTIAL_MODES: tuple[CredentialMode, ...] = ("env", "irsa", "imds", "pod-identity")
 DEFAULT_ACCOUNT = "111122223333"  # used for role ARNs and the agents when --account-id is absent
 ROLE_NAME = "egress-doctor-lab"
-LOOPBACK = "127.0.0.1"
 ENV_ADMIN_URL = "EGRESS_DOCTOR_ADMIN_URL"  # where the lab's Envoy admin answers (15000 in a pod)
 
 
@@ -314,52 +313,6 @@ def _parsed(objects: Iterable[IstioObject | Mapping[str, Any]], namespace: str) 
 
 def _key(obj: IstioObject) -> tuple[str, str, str]:
     return (obj.meta.kind, obj.meta.namespace, obj.meta.name)
-
-
-# ---- ports and rules -----------------------------------------------------------------------------
-
-
-def _bindable(address: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((address, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port(also: Sequence[str] = (), attempts: int = 50) -> int:
-    """A port free on 127.0.0.1 and on every address in `also` (the link-local stand-ins)."""
-    for _ in range(attempts):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind((LOOPBACK, 0))
-            port = int(sock.getsockname()[1])
-        if all(_bindable(a, port) for a in (LOOPBACK, *also)):
-            return port
-    raise OSError("no free loopback port for the lab")
-
-
-def allocate_ports() -> LabPorts:
-    ports: list[int] = []
-    while len(ports) < 4:
-        port = free_port(tuple(LINK_LOCAL_STANDINS.values()) if not ports else ())
-        if port not in ports:
-            ports.append(port)
-    return LabPorts(http=ports[0], tls=ports[1], catch_all=ports[2], admin=ports[3])
-
-
-def connect_to_rules(ports: LabPorts) -> list[str]:
-    """curl-style rules steering what iptables would capture to the stand-in listeners (first match
-    wins): loopback as it is, the link-local endpoints to their stand-ins, :80 and :443 to the
-    stand-ins of 0.0.0.0_80 and 0.0.0.0_443 (or virtualOutbound, which then holds those ports),
-    everything else to virtualOutbound."""
-    # Loopback is not captured (istio-iptables: -d 127.0.0.1/32 RETURN): the admin port and the
-    # stand-ins are dialled as they are; the empty target keeps host and port.
-    rules = [f"{host}:::" for host in (ports.address, *LINK_LOCAL_STANDINS.values())]
-    rules += [f"{ip}:80:{standin}:{ports.http}" for ip, standin in LINK_LOCAL_STANDINS.items()]
-    rules += [f":80:{ports.address}:{ports.http}", f":443:{ports.address}:{ports.tls}",
-              f"::{ports.address}:{ports.catch_all}"]
-    return rules
 
 
 # ---- credentials ---------------------------------------------------------------------------------
