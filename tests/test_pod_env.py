@@ -44,6 +44,17 @@ def test_fips_and_dual_stack_settings_change_the_predicted_hosts() -> None:
     assert "sts-fips.us-east-1.amazonaws.com" in {e.host for e in sdk_endpoints(options)}
 
 
+def test_the_pods_other_sdk_settings_reach_botocore_legacy_sts_and_an_endpoint_url() -> None:
+    # The pod's spec says legacy STS and a VPC endpoint for DynamoDB: botocore, not a hand rule, decides.
+    options = endpoint_options({"AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "set",
+                                "AWS_STS_REGIONAL_ENDPOINTS": "legacy",
+                                "AWS_ENDPOINT_URL_DYNAMODB": "https://vpce-1.dynamodb.us-east-1.vpce.amazonaws.com"})
+    assert options is not None
+    hosts = {e.host for e in sdk_endpoints(options)}
+    assert {"sts.amazonaws.com", "vpce-1.dynamodb.us-east-1.vpce.amazonaws.com"} <= hosts
+    assert "sts.us-east-1.amazonaws.com" not in hosts
+
+
 def test_only_names_are_resolved_never_addresses_or_wildcards() -> None:
     prediction = predict({"AWS_REGION": "us-east-1", "AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://169.254.170.23/"})
     names = names_to_resolve([prediction])

@@ -26,29 +26,44 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     return env.get(name, "").strip().lower() == "true"
 
 
+def credential_source(env: Mapping[str, str]) -> str | None:
+    """The credential mode botocore's chain lands on for this environment: static keys, then web
+    identity (both variables), then the container endpoint (full or relative URI); None when the
+    environment names no credentials (botocore then asks IMDS)."""
+    if env.get("AWS_ACCESS_KEY_ID"):
+        return "env"
+    if env.get("AWS_ROLE_ARN") and env.get("AWS_WEB_IDENTITY_TOKEN_FILE"):
+        return "irsa"
+    if env.get("AWS_CONTAINER_CREDENTIALS_FULL_URI") or env.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"):
+        return "pod-identity"
+    return None
+
+
+def account_of(env: Mapping[str, str], credentials: str) -> str | None:
+    """The account the credentials will carry, when the environment names it: AWS_ACCOUNT_ID beside
+    static keys, the role ARN's account for web identity; otherwise known only at run time."""
+    if credentials == "env":
+        candidate = env.get("AWS_ACCOUNT_ID", "").strip()
+        return candidate if _ACCOUNT.match(candidate) else None
+    if credentials == "irsa":
+        match = _ROLE_ACCOUNT.match(env.get("AWS_ROLE_ARN", "").strip())
+        return match["account"] if match else None
+    return None
+
+
 def endpoint_options(env: Mapping[str, str]) -> EndpointOptions | None:
-    """The prediction's inputs for one pod's environment; None when it names no region."""
+    """The prediction's inputs for one pod's environment; None when it names no region. The rest of
+    the environment goes to botocore as it is (AWS_STS_REGIONAL_ENDPOINTS, AWS_ENDPOINT_URL_*, …)."""
     region = (env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "").strip()
     if not region:
         return None
-    account: str | None = None
-    if env.get("AWS_ACCESS_KEY_ID"):
-        credentials = "env"
-        candidate = env.get("AWS_ACCOUNT_ID", "").strip()
-        account = candidate if _ACCOUNT.match(candidate) else None
-    elif env.get("AWS_ROLE_ARN") and env.get("AWS_WEB_IDENTITY_TOKEN_FILE"):
-        credentials = "irsa"
-        match = _ROLE_ACCOUNT.match(env["AWS_ROLE_ARN"].strip())
-        account = match["account"] if match else None
-    elif env.get("AWS_CONTAINER_CREDENTIALS_FULL_URI"):
-        credentials = "pod-identity"
-    else:
-        credentials = "imds"
+    credentials = credential_source(env) or "imds"  # a running pod's spec: the webhooks' variables are in
     mode = env.get("AWS_ACCOUNT_ID_ENDPOINT_MODE", "preferred").strip().lower()
     try:
-        return EndpointOptions(region=region, credentials=credentials, account=account,
+        return EndpointOptions(region=region, credentials=credentials, account=account_of(env, credentials),
                                fips=_flag(env, "AWS_USE_FIPS_ENDPOINT"),
                                dualstack=_flag(env, "AWS_USE_DUALSTACK_ENDPOINT"),
-                               account_endpoint_mode=mode if mode in ACCOUNT_MODES else "preferred")
+                               account_endpoint_mode=mode if mode in ACCOUNT_MODES else "preferred",
+                               environ=dict(env))
     except ValueError:
         return None

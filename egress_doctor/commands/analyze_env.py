@@ -80,22 +80,14 @@ def app_environment(args: argparse.Namespace, read: Any, redactor: Redactor) -> 
 
 
 def credentials_of(args: argparse.Namespace, environ: Mapping[str, str] | None) -> tuple[str, str | None]:
-    """(credential source, account): the flags, else what the app's environment implies."""
+    """(credential source, account): the flags, else what the app's environment implies (botocore's
+    chain, as for `blocked`'s predictions); IRSA, EKS's usual, when it names no credentials (a
+    manifest in git does not hold what the IRSA webhook injects at admission)."""
+    from egress_doctor.aws.pod_env import account_of, credential_source
+
     env = environ or {}
-    credentials = args.credentials
-    if credentials is None:
-        if env.get("AWS_WEB_IDENTITY_TOKEN_FILE") or env.get("AWS_ROLE_ARN"):
-            credentials = "irsa"
-        elif env.get("AWS_CONTAINER_CREDENTIALS_FULL_URI") or env.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"):
-            credentials = "pod-identity"
-        elif env.get("AWS_ACCESS_KEY_ID"):
-            credentials = "env"
-        else:
-            credentials = "irsa"
-    account = args.account or env.get("AWS_ACCOUNT_ID")
-    role = env.get("AWS_ROLE_ARN", "")
-    if account is None and role.count(":") >= 5 and role.split(":")[4].isdigit():
-        account = role.split(":")[4]
+    credentials = args.credentials or credential_source(env) or "irsa"
+    account = args.account or account_of(env, credentials) or account_of(env, "irsa")
     return credentials, account
 
 
