@@ -7,7 +7,7 @@ ServiceEntry from matching the host the SDK uses). Pure, offline.
 
 The partitions (DNS suffixes, dual-stack suffixes, region patterns and known regions) come from
 botocore's `partitions.json`, the service labels from the endpoint prefixes of `endpoints.json`.
-Two labels of endpoint rule sets are not endpoint prefixes; `LABEL_SERVICES` names them and the
+A few labels of endpoint rule sets are not endpoint prefixes; `LABEL_SERVICES` names them and the
 tests prove each against the service's rule set. botocore is imported on first use, never at
 import time (`--help` stays light).
 """
@@ -22,9 +22,13 @@ from typing import Any
 
 GLOBAL = "global"
 # Labels of endpoint rule-set URL templates that are not endpoint prefixes, and their service:
-# DynamoDB's account-based endpoints `{AccountId}.ddb.{Region}…` and S3 access points
-# `{Name}-{AccountId}.s3-accesspoint.{Region}…`.
-LABEL_SERVICES = {"ddb": "dynamodb", "s3-accesspoint": "s3"}
+# DynamoDB's account-based endpoints `{AccountId}.ddb.{Region}…`, S3 access points
+# `{Name}-{AccountId}.s3-accesspoint.{Region}…` and Kinesis's account endpoints for stream ARNs
+# `{AccountId}.{OperationType}-kinesis.{Region}…` (control-plane calls such as DescribeStreamSummary),
+# and S3 Transfer Acceleration `{Bucket}.s3-accelerate.amazonaws.com` (global).
+LABEL_SERVICES = {"ddb": "dynamodb", "s3-accesspoint": "s3", "s3-accelerate": "s3", "control-kinesis": "kinesis"}
+# Services whose rule sets put the caller's account in front of the service label.
+_ACCOUNT_SERVICES = ("dynamodb", "kinesis")
 _ACCOUNT = re.compile(r"^\d{12}$")
 
 
@@ -139,7 +143,7 @@ def classify(host: str) -> AwsHost | None:
         fips = True
     service = LABEL_SERVICES.get(label, label)
     resource = ".".join(labels)
-    account = resource if service == "dynamodb" and _ACCOUNT.match(resource) else None
+    account = resource if service in _ACCOUNT_SERVICES and _ACCOUNT.match(resource) else None
     known = label in partition.services or label in LABEL_SERVICES
     return AwsHost(host, service, region, partition.id, suffix, fips, dualstack, account, resource, vpce, known)
 
@@ -153,21 +157,43 @@ def service_region(host: str) -> tuple[str, str] | None:
 def is_account_ddb_host(host: str) -> bool:
     """`<12 digits>.ddb.<region>.<suffix>`: DynamoDB's account-based endpoint."""
     found = classify(host)
-    return found is not None and found.account is not None
+    return found is not None and found.service == "dynamodb" and found.account is not None
 
 
 def ddb_wildcard(host: str) -> str:
     """`*.ddb.us-east-1.amazonaws.com` for `111122223333.ddb.us-east-1.amazonaws.com`."""
-    found = classify(host)
-    if found is None or found.account is None:
+    if not is_account_ddb_host(host):
         raise ValueError(f"{host} is not an account-based DynamoDB endpoint")
-    return "*" + found.host[len(found.account):]
+    return str(wildcard_of(host))
+
+
+def is_s3_bucket_host(host: str) -> bool:
+    """A virtual-hosted S3 name: one label (the bucket or access point) before the S3 endpoint
+    (`invoices.s3.amazonaws.com`, `invoices.s3.eu-west-1.amazonaws.com`, `ap-111122223333.s3-accesspoint…`)."""
+    found = classify(host)
+    return found is not None and found.service == "s3" and _one_label(found.resource) and not found.vpce
+
+
+def wildcard_of(host: str) -> str | None:
+    """The name that covers every resource of `host`'s endpoint, for hosts that carry a resource
+    label (`*.ddb.us-east-1.amazonaws.com`, `*.s3.amazonaws.com`, `*.s3-accesspoint.<region>…`);
+    None for every other host (they are already the service's one name)."""
+    found = classify(host)
+    if found is None or found.vpce or not _one_label(found.resource) or found.resource == "*":
+        return None
+    if found.service not in ("dynamodb", "s3") and not found.account:
+        return None
+    return "*" + found.host[len(found.resource):]
+
+
+def _one_label(resource: str) -> bool:
+    return bool(resource) and "." not in resource
 
 
 def regional_dynamodb(host: str) -> str:
     """`dynamodb.us-east-1.amazonaws.com` for an account-based DynamoDB host."""
     found = classify(host)
-    if found is None or found.account is None:
+    if found is None or not is_account_ddb_host(host):
         raise ValueError(f"{host} is not an account-based DynamoDB endpoint")
     return f"dynamodb.{found.region}.{found.suffix}"
 
