@@ -278,9 +278,9 @@ def test_reset_forgets_tables_injected_answers_and_recorded_requests(aws: FakeAw
     assert steered_client(aws, "dynamodb").list_tables()["TableNames"] == []
 
 
-def test_injecting_an_answer_for_an_unsupported_service_is_refused(aws: FakeAws) -> None:
-    with pytest.raises(ValueError, match="s3"):
-        aws.answer("s3", "ListBuckets")
+def test_injecting_an_answer_for_a_service_botocore_does_not_know_is_refused(aws: FakeAws) -> None:
+    with pytest.raises(ValueError, match="s4"):
+        aws.answer("s4", "ListBuckets")
 
 
 # IRSA end to end under the real AWS names, through the CONNECT tunnel --------------------------

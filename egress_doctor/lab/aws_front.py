@@ -1,34 +1,29 @@
-"""The front door of the fake AWS: records every request and can answer some with injected AWS errors.
+"""The front door of the fake AWS: records every request, answers some itself, passes the rest to moto.
 
-Injected answers are for "the mesh is fine, IAM is not" scenarios: the request crossed every
-network hop and AWS itself said no. They are shaped like the real thing so botocore parses them
-into `ClientError` with the given code: STS answers in XML (`<ErrorResponse>`), DynamoDB in
-JSON (`__type`, `message`, `application/x-amz-json-1.0`), both with `x-amzn-RequestId`.
+It answers itself with injected AWS errors (`aws_errors`: "the mesh is fine, IAM is not", in each
+service's own error format) and with S3's answer to a request signed for a region the bucket is
+not in (`s3_regions`), which moto does not give.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import re
 import threading
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs
-from xml.sax.saxutils import escape
 
+from .aws_errors import ANY_OPERATION, InjectedAnswer
+from .s3_regions import S3Regions
 from .serving import RequestLog
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
-SERVICES = ("sts", "dynamodb")
 # Actions that botocore sends unsigned; moto routes them to STS as well.
 UNSIGNED_STS_ACTIONS = frozenset({"AssumeRoleWithWebIdentity", "AssumeRoleWithSAML"})
 DYNAMODB_TARGET_PREFIX = "DynamoDB_20120810."
-DYNAMODB_ERROR_NAMESPACE = "com.amazonaws.dynamodb.v20120810#"
 _CREDENTIAL = re.compile(r"Credential=([A-Za-z0-9]+)/\d{8}/([^/\s,]+)/([^/\s,]+)/aws4_request")
 KEY_PREFIX_LENGTH = 4  # "ASIA" (temporary) or "AKIA" (long-term): never more of the key
 
@@ -42,62 +37,14 @@ class AwsRequest:
     method: str
     path: str
     service: str | None  # "sts", "dynamodb", ... (SigV4 scope, X-Amz-Target or unsigned Action)
-    operation: str | None  # "GetCallerIdentity", "DescribeTable", ...
+    operation: str | None  # "GetCallerIdentity", "DescribeTable", ... (None for REST services)
     signed: bool  # carried a SigV4 Authorization header
     access_key_prefix: str | None  # first 4 characters of the signing key id, e.g. "ASIA"
     scope_region: str | None  # region of the SigV4 credential scope
     security_token: bool  # X-Amz-Security-Token was sent (temporary credentials)
     status: int | None  # status answered (None if the response never started)
-    injected: bool  # answered by an injected error, not by moto
-
-
-@dataclass(frozen=True)
-class InjectedAnswer:
-    """An AWS error the fake returns for one service operation instead of asking moto."""
-
-    service: str
-    operation: str
-    status: int
-    code: str
-    message: str
-    error_type: str = "Sender"  # STS <Type>: "Sender" for 4xx, "Receiver" for 5xx
-
-    def render(self) -> tuple[str, list[tuple[str, str]], bytes]:
-        """(status line, headers, body) in the service's own error format."""
-        request_id = str(uuid.uuid4())
-        if self.service == "dynamodb":
-            content_type, body = "application/x-amz-json-1.0", self._dynamodb_body()
-        else:
-            content_type, body = "text/xml", self._sts_body(request_id)
-        headers = [
-            ("Content-Type", content_type),
-            ("Content-Length", str(len(body))),
-            ("x-amzn-RequestId", request_id),
-        ]
-        return _status_line(self.status), headers, body
-
-    def _sts_body(self, request_id: str) -> bytes:
-        return (
-            '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">\n'
-            f"  <Error>\n    <Type>{escape(self.error_type)}</Type>\n"
-            f"    <Code>{escape(self.code)}</Code>\n    <Message>{escape(self.message)}</Message>\n"
-            f"  </Error>\n  <RequestId>{request_id}</RequestId>\n</ErrorResponse>\n"
-        ).encode()
-
-    def _dynamodb_body(self) -> bytes:
-        return json.dumps({"__type": DYNAMODB_ERROR_NAMESPACE + self.code, "message": self.message}).encode()
-
-
-def _status_line(status: int) -> str:
-    try:
-        return f"{status} {HTTPStatus(status).phrase}"
-    except ValueError:
-        return f"{status} Error"
-
-
-def default_error_code(service: str) -> str:
-    """The access-denied code each service really uses."""
-    return "AccessDeniedException" if service == "dynamodb" else "AccessDenied"
+    injected: bool  # answered by an injected error (or S3's region check), not by moto
+    target: str | None = None  # the X-Amz-Target header (JSON protocols: which API version spoke)
 
 
 @dataclass(frozen=True)
@@ -162,6 +109,7 @@ class AwsFrontDoor:
     def __init__(self, app: WsgiApp) -> None:
         self.app = app
         self.requests: RequestLog[AwsRequest] = RequestLog()
+        self.s3_regions = S3Regions()
         self._answers: dict[tuple[str, str], InjectedAnswer] = {}
         self._lock = threading.Lock()
 
@@ -180,11 +128,17 @@ class AwsFrontDoor:
         body = take_body(environ)
         service, operation = identify_operation(environ, body, signature.service)
         with self._lock:
-            answer = self._answers.get((service or "", operation or ""))
-        seen = _Seen(environ, signature, service, operation, injected=answer is not None)
-        if answer is not None:
-            status_line, headers, payload = answer.render()
-            self.requests.append(seen.finish(answer.status))
+            answer = self._answers.get((service or "", operation or "")) or self._answers.get(
+                (service or "", ANY_OPERATION))
+        method = environ.get("REQUEST_METHOD", "")
+        rendered = answer.render(method) if answer is not None else None
+        if rendered is None and service == "s3":
+            rendered = self.s3_regions.misdirected(environ.get("HTTP_HOST", ""), environ.get("PATH_INFO", ""),
+                                                   method, signature.region)
+        seen = _Seen(environ, signature, service, operation, injected=rendered is not None)
+        if rendered is not None:
+            status_line, headers, payload = rendered
+            self.requests.append(seen.finish(int(status_line.split(" ", 1)[0])))
             start_response(status_line, headers)
             return [payload]
         return self.app(environ, self._recording(start_response, seen))
@@ -224,4 +178,5 @@ class _Seen:
             security_token="HTTP_X_AMZ_SECURITY_TOKEN" in environ,
             status=status,
             injected=self.injected,
+            target=environ.get("HTTP_X_AMZ_TARGET"),
         )

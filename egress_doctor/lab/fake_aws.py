@@ -1,10 +1,14 @@
-"""A fake AWS (STS and DynamoDB, by moto) on 127.0.0.1 over real TLS, under the real AWS names.
+"""A fake AWS (moto: STS, DynamoDB, S3, SQS, SNS, Secrets Manager, KMS, SSM, Kinesis, Lambda, Logs and
+the rest of what moto serves) on 127.0.0.1 over real TLS, under the real AWS names.
 
-The certificate covers the names botocore really contacts for a region (regional and global
-STS, DynamoDB, account-ID hosts `*.ddb.<region>.amazonaws.com`, FIPS and dual-stack variants)
-plus `127.0.0.1`, so a client steered with `endpoint_url=https://127.0.0.1:<port>` and the lab
-CA verifies too. moto answers by SigV4 scope, never by Host, so the Host a request carried is
-only visible in `FakeAws.requests`.
+The certificate covers the names botocore really contacts for a region: every service's regional
+name (`<service>.<region>.amazonaws.com`, FIPS and dual-stack variants), the global names
+(`sts.amazonaws.com`, `s3.amazonaws.com`), the names that carry a resource (S3 buckets
+`<bucket>.s3.amazonaws.com` and `<bucket>.s3.<region>…`, access points, account-ID hosts
+`*.ddb.<region>…`) plus `127.0.0.1`, so a client steered with `endpoint_url=https://127.0.0.1:<port>`
+and the lab CA verifies too. moto answers by SigV4 scope (and S3's bucket label), so the Host a
+request carried is only visible in `FakeAws.requests`; S3's answer to a request signed for another
+region than the bucket's is the front door's (`s3_regions`).
 
 TLS is set up per connection on the connection's own thread. werkzeug's own `ssl_context=`
 wraps the listening socket instead, so `accept()` runs the handshake on the accept loop: one
@@ -22,7 +26,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 from werkzeug.serving import BaseWSGIServer
 
-from .aws_front import SERVICES, AwsFrontDoor, AwsRequest, InjectedAnswer, default_error_code
+from .aws_errors import ANY_OPERATION, InjectedAnswer, default_error_code, protocol
+from .aws_front import AwsFrontDoor, AwsRequest
 from .pki import LabPKI
 from .serving import LOG, LOOPBACK, LoopbackFake, RequestLog, StoppableServerMixin
 
@@ -55,18 +60,31 @@ def partition_suffixes(region: str) -> tuple[str, str]:
     return "amazonaws.com", "api.aws"
 
 
+# S3 endpoints that put a bucket or access point label first (S3's endpoint rule set), regional
+# and global; `*.` of each is in the certificate.
+S3_REGIONAL_RESOURCE_ENDPOINTS = ("s3", "s3-fips", "s3.dualstack", "s3-fips.dualstack", "s3-accesspoint",
+                                  "s3-accesspoint-fips", "s3-accesspoint.dualstack", "s3-accesspoint-fips.dualstack")
+S3_GLOBAL_RESOURCE_ENDPOINTS = ("s3", "s3-accelerate", "s3-accelerate.dualstack")
+
+
 def aws_server_names(region: str) -> list[str]:
-    """The STS and DynamoDB host names botocore may use in `region` (wildcard for account hosts)."""
+    """The host names botocore may use in `region`: every service's (by wildcard), and the names
+    that carry a resource or an account (S3 buckets, access points, DynamoDB and Kinesis accounts)."""
     dns, dualstack = partition_suffixes(region)
-    names = [f"sts.{dns}"]  # the global endpoint (no region, or sts_regional_endpoints=legacy)
+    names = [f"sts.{dns}", f"*.{dns}"]  # global endpoints: sts.amazonaws.com, s3.amazonaws.com, iam…
     for suffix in (dns, dualstack):
         names += [
             f"sts.{region}.{suffix}",
             f"sts-fips.{region}.{suffix}",
             f"dynamodb.{region}.{suffix}",
             f"dynamodb-fips.{region}.{suffix}",
+            f"*.{region}.{suffix}",  # <service>.<region>…, <service>-fips.<region>…: every service
             f"*.ddb.{region}.{suffix}",  # <account-id>.ddb.<region>...: account-based endpoints
+            f"*.control-kinesis.{region}.{suffix}",  # <account-id>.control-kinesis…: stream ARNs
         ]
+    names += [f"*.{label}.{region}.{dns}" for label in S3_REGIONAL_RESOURCE_ENDPOINTS]
+    names += [f"{label}.{region}.{dns}" for label in S3_REGIONAL_RESOURCE_ENDPOINTS if "." in label]
+    names += [f"*.{label}.{dns}" for label in S3_GLOBAL_RESOURCE_ENDPOINTS]
     return names
 
 
@@ -144,20 +162,21 @@ class FakeAws(LoopbackFake):
     def answer(
         self,
         service: str,
-        operation: str,
+        operation: str = ANY_OPERATION,
         *,
         status: int = 403,
         code: str | None = None,
         message: str | None = None,
         error_type: str | None = None,
     ) -> InjectedAnswer:
-        """Make `service` ('sts' | 'dynamodb') answer `operation` with this AWS error until cleared.
+        """Make `service` answer `operation` with this AWS error until cleared, in the service's own
+        error format (botocore's model says which). REST services (S3, Lambda) are matched by
+        service only: leave `operation` at ANY_OPERATION.
 
-        `code` defaults to the service's access-denied code; `error_type` (STS only) to
+        `code` defaults to the service's access-denied code; `error_type` (query protocols) to
         "Sender" for 4xx and "Receiver" for 5xx.
         """
-        if service not in SERVICES:
-            raise ValueError(f"can inject answers for {SERVICES}, not {service!r}")
+        protocol(service)  # ValueError for a service botocore does not know
         injected = InjectedAnswer(
             service=service,
             operation=operation,
@@ -189,12 +208,32 @@ class FakeAws(LoopbackFake):
         for name in names:
             control.create_table(name, region, account_id)
 
+    def create_resources(self, resources: Iterable[Any], region: str = DEFAULT_REGIONS[0],
+                         accounts: Sequence[str] = (MOTO_DEFAULT_ACCOUNT,)) -> list[str]:
+        """Create the app's resources (`aws.resources.Resource`: buckets, queues, secrets, …) in moto,
+        in each of `accounts` (a resource's ARN adds its own); tables go through `create_tables`.
+        Buckets are remembered with their region: S3's wrong-region answer depends on it."""
+        from .aws_resources import create_resources
+
+        items = list(resources)
+        tables = [r for r in items if r.kind == "table"]
+        for table in tables:
+            for account in dict.fromkeys([*accounts, *([table.account] if table.account else [])]):
+                self.create_tables([table.name], table.region or region, account)
+        front = self._running_front()
+        for bucket in (r for r in items if r.kind == "bucket" and r.form == "name"):
+            front.s3_regions.add(bucket.name, bucket.region or region)
+        created = create_resources(self.endpoint_url, str(self.pki.ca_bundle_path), items, region, accounts)
+        front.requests.clear()  # the setup calls are not what a test asserts on
+        return [f"table {t.name} in {t.region or region}" for t in tables] + created
+
     def reset(self) -> None:
         """Forget moto's state (all accounts), the injected answers and the recorded requests."""
         self._running_control().reset()
         front = self._running_front()
         front.clear_answers()
         front.requests.clear()
+        front.s3_regions.clear()
         self._handshake_failures.clear()
 
     def stop(self) -> None:

@@ -13,7 +13,8 @@ FakeAws needs the `lab` extra (moto[server]); it imports moto only when it start
 
 from __future__ import annotations
 
-from .aws_front import AwsRequest, InjectedAnswer
+from .aws_errors import InjectedAnswer
+from .aws_front import AwsRequest
 from .credentials import LabCredentials
 from .fake_aws import MOTO_DEFAULT_ACCOUNT, FakeAws, aws_server_names
 from .fake_imds import FakeImds, ImdsBehaviour, ImdsRequest

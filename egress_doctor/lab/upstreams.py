@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from egress_doctor.aws.hosts import GLOBAL, classify, partitions
+from egress_doctor.aws.hosts import GLOBAL, classify, is_s3_bucket_host, partitions
 
 # Link-local addresses never go on the wire: each has a loopback stand-in the lab binds instead.
 LINK_LOCAL_STANDINS = {
@@ -21,14 +21,17 @@ LINK_LOCAL_STANDINS = {
 
 def is_aws_host(host: str) -> bool:
     """A real AWS endpoint name a DNS lookup would find (`sts.us-east-1.amazonaws.com`, account
-    DynamoDB hosts, global STS): a service botocore knows, in a region its partition has; a typo
-    such as `sts.us-east1.amazonaws.com` is not one."""
+    DynamoDB hosts, global STS, S3 bucket and access point names): a service botocore knows, in a
+    region its partition has; a typo such as `sts.us-east1.amazonaws.com` is not one."""
     found = classify(host)
-    if found is None or not found.known or found.wildcard or (found.resource and not found.account):
+    if found is None or not found.known or found.wildcard:
+        return False
+    if found.resource and not (found.account or is_s3_bucket_host(host)):
         return False
     partition = next(p for p in partitions() if p.id == found.partition)
     if found.region == GLOBAL:  # a global name exists only where endpoints.json spells it out
-        return found.host in partition.hostnames
+        service_host = found.host[len(found.resource) + 1:] if found.resource else found.host
+        return service_host in partition.hostnames
     return found.region in partition.regions
 
 
