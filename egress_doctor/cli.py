@@ -33,10 +33,13 @@ CHECK_EPILOG = (
     + """
 environment:
   EGRESS_DOCTOR_CONNECT_TO  comma-separated --connect-to rules, applied after the flags
+  EGRESS_DOCTOR_CONFIG      the footprint file when --config is not given
   AWS_*                     read exactly as the AWS SDK reads them (AWS_DEFAULT_REGION, AWS_CA_BUNDLE, ...)
 
 examples:
   egress-doctor check --table orders
+  egress-doctor check --table invoices --bucket invoice-archive --queue billing-events --secret billing/db
+  egress-doctor check --config footprint.yaml
   egress-doctor check -o json | jq '.checks[] | select(.status=="fail")'
   egress-doctor check --connect-to sts.us-east-1.amazonaws.com:443:10.0.0.12:443
 """
@@ -51,8 +54,9 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="egress-doctor",
-        description="Why can't this pod behind an Istio sidecar reach AWS? Probes IMDS, STS and DynamoDB "
-        "the way the app's SDK does, says where each call broke, and prints the Istio fix.",
+        description="Why can't this pod behind an Istio sidecar reach AWS? Probes the credential source, STS "
+        "and every AWS service the app calls the way the app's SDK does, says where each call broke, and "
+        "prints the Istio fix.",
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -76,19 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_check(commands: Any) -> None:
     check = commands.add_parser(
         "check",
-        help="probe credentials, IMDS, STS and DynamoDB from this pod (the default command)",
+        help="probe credentials, STS and the app's AWS services from this pod (the default command)",
         description="Probe the calls the app's AWS SDK would make, from this pod's network.",
         epilog=CHECK_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     check.add_argument("--region", help="AWS region (default: what the SDK resolves; AWS_REGION alone is ignored)")
-    check.add_argument(
-        "--table",
-        action="append",
-        default=[],
-        metavar="NAME|ARN",
-        help="DynamoDB table to DescribeTable (repeatable); default: ListTables Limit=1",
-    )
     check.add_argument("--deadline", default="8", metavar="SECONDS", help="deadline for the whole run (default 8)")
     check.add_argument(
         "--connect-timeout", default="2", metavar="SECONDS", help="TCP connect timeout per call (default 2)"
@@ -120,7 +117,8 @@ def _add_check(commands: Any) -> None:
     check.add_argument(
         "--wildcard",
         action="store_true",
-        help="allow *.ddb.<region>.amazonaws.com (resolution NONE) instead of one account's DynamoDB host",
+        help="allow *.ddb.<region>.amazonaws.com and *.s3[.<region>].amazonaws.com (resolution NONE) instead "
+        "of one account's DynamoDB host and each bucket's S3 host",
     )
     check.add_argument(
         "--imds-fix",
@@ -135,6 +133,9 @@ def _add_check(commands: Any) -> None:
         help="show the evidence and the (redacted) boto3 debug transcript of each check",
     )
     check.add_argument("--no-color", action="store_true", help="no ANSI colours (also when NO_COLOR is set)")
+    from egress_doctor.commands.footprint import add_footprint_arguments
+
+    add_footprint_arguments(check)
     from egress_doctor.commands.mesh_view import add_envoy_admin_flags
 
     add_envoy_admin_flags(check)

@@ -195,6 +195,10 @@ class AwsEvidence:
     error_message: str | None = None
     request_id: str | None = None
     http_status: int | None = None
+    # S3: the region its x-amz-bucket-region header names when it is not the client's, and the
+    # host botocore uses for the bucket in that region (the one the app needs too).
+    bucket_region: str | None = None
+    region_host: str | None = None
 
 
 @dataclass

@@ -115,12 +115,18 @@ def clean_aws_env(monkeypatch: pytest.MonkeyPatch, tmp: Path) -> None:
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp / "no-aws-credentials"))
 
 
+# Regions the fake AWS has names for: the app's, and two where its resources may live.
+WORLD_REGIONS = (REGION, "eu-west-1", "us-west-2")
+
+
 @contextmanager
-def aws_world(monkeypatch: pytest.MonkeyPatch, tmp: Path, **imds_behaviour: Any) -> Iterator[World]:
+def aws_world(
+    monkeypatch: pytest.MonkeyPatch, tmp: Path, extra_names: tuple[str, ...] = (), **imds_behaviour: Any
+) -> Iterator[World]:
     clean_aws_env(monkeypatch, tmp)
     credentials = LabCredentials.generate()
     with (
-        FakeAws(LabPKI(tmp)) as aws,
+        FakeAws(LabPKI(tmp), regions=WORLD_REGIONS, extra_names=extra_names) as aws,
         FakeImds(credentials=credentials, **imds_behaviour) as imds,
         FakePodIdentityAgent(token=POD_IDENTITY_TOKEN, account_id="222233334444") as agent,
     ):

@@ -380,13 +380,13 @@ def test_ctrl_c_mid_run_exits_130_with_one_line_and_leaves_nothing_running(world
 # --- bugs: exit 3, a traceback only with -v, and redacted ---------------------------------------
 
 
-def _buggy_list_tables(run, credentials) -> None:
+def _buggy_call(run, credentials, call) -> None:
     raise RuntimeError(f"bug while holding the secret {ENV_SECRET_KEY}")
 
 
 def test_a_bug_in_a_check_is_an_internal_error_without_traceback_and_without_secrets(world, monkeypatch):
     world.static_keys()
-    monkeypatch.setattr("egress_doctor.probes.api.list_tables", _buggy_list_tables)
+    monkeypatch.setattr("egress_doctor.probes.api.run_call", _buggy_call)
     result = run_cli("check")
     assert result.code == ExitStatus.INTERNAL
     assert result.stderr.splitlines() == [
@@ -398,9 +398,9 @@ def test_a_bug_in_a_check_is_an_internal_error_without_traceback_and_without_sec
 
 def test_a_bug_in_a_check_shows_a_redacted_traceback_with_verbose(world, monkeypatch):
     world.static_keys()
-    monkeypatch.setattr("egress_doctor.probes.api.list_tables", _buggy_list_tables)
+    monkeypatch.setattr("egress_doctor.probes.api.run_call", _buggy_call)
     result = run_cli("check", "-v")
     assert result.code == ExitStatus.INTERNAL
     assert "Traceback (most recent call last)" in result.stderr
-    assert "_buggy_list_tables" in result.stderr
+    assert "_buggy_call" in result.stderr
     assert ENV_SECRET_KEY not in result.stderr

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from egress_doctor.aws.resources import parse
 from egress_doctor.cli import main
 from egress_doctor.commands.mesh_view import probed_hosts
 from egress_doctor.context import Environment
@@ -27,6 +28,7 @@ from egress_doctor.istio.objects import MeshConfig, Mode
 from egress_doctor.lab.runner import Lab, LabConfig
 from egress_doctor.net.connect_to import parse_connect_to_env
 from egress_doctor.probes.check import CheckOptions, run_check
+from egress_doctor.probes.plan import Footprint
 from egress_doctor.redact import Redactor
 from egress_doctor.sources.envoy_admin import read_sidecar
 from egress_doctor.sources.files import read_files
@@ -125,7 +127,8 @@ def test_check_with_the_clusters_objects_edits_the_dns_entry_whose_endpoint_does
     pod(lab)
     started = time.monotonic()
     rules = parse_connect_to_env(os.environ["EGRESS_DOCTOR_CONNECT_TO"])
-    report = run_check(CheckOptions(tables=["orders"], deadline=6, connect_to=rules), os.environ,
+    footprint = Footprint(resources=(parse("table", "orders"),))
+    report = run_check(CheckOptions(footprint=footprint, deadline=6, connect_to=rules), os.environ,
                        Environment().facts("default", []), Redactor())
     assert lab.admin_url is not None
     view = MeshView(sidecar=read_sidecar(lab.admin_url, deadline=started + 6, hosts=probed_hosts(report)),

@@ -6,7 +6,8 @@
 Each kind accepts the spellings its AWS API accepts (a name, an ARN, a queue URL, a KMS alias)
 and refuses what the service would refuse, so that a typo is a one-line usage error (exit 2)
 before anything is probed. A resource whose ARN or URL names a region is checked in that region:
-that is the host the app must reach for it. Pure: no botocore (ARN and URL hosts are read with
+that is the host the app must reach for it (but a table ARN is called in the client's region, as
+botocore does: probes.plan.call_region). Pure: no botocore (ARN and URL hosts are read with
 `aws.hosts`, which loads botocore's data on first use).
 """
 
@@ -46,7 +47,7 @@ class Resource:
     text: str  # as given (what the call is made with)
     form: str  # name | arn | url | id | alias | accesspoint
     name: str  # the short name shown in titles (a bucket, a queue's name, a secret's name…)
-    region: str | None = None  # the region its ARN or URL names: the call goes there
+    region: str | None = None  # the region its ARN or URL names (where the call goes: probes.plan.call_region)
     account: str | None = None  # the account its ARN or URL names
 
 

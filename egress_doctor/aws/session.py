@@ -135,8 +135,10 @@ class ProbeSession:
         body = response_dict.get("body")
         raw = body if isinstance(body, bytes | bytearray) else b""
         progress.raw_body_prefix = bytes(raw[:BODY_PREFIX_BYTES])
+        if headers.get("x-amz-bucket-region"):  # S3 says where the bucket lives (any status)
+            progress.bucket_region = headers["x-amz-bucket-region"]
         progress.evidence.http = HttpEvidence(
-            method="POST",
+            method=str(operation_model.http.get("method", "POST")),
             url=progress.target.url if progress.target else "",
             status=response_dict.get("status_code"),
             headers={k: v for k, v in headers.items() if k in INTERESTING_HEADERS},

@@ -23,9 +23,13 @@ def check_options(args: argparse.Namespace, env: Environment) -> Any:
         rules += parse_connect_to_env(env.environ.get("EGRESS_DOCTOR_CONNECT_TO", ""))
     except ValueError as exc:
         raise validate.UsageError(str(exc)) from None
+    from egress_doctor.commands.footprint import footprint_from
+
+    footprint = footprint_from(args, env.environ)
+    region = args.region if args.region is not None else footprint.region
     return CheckOptions(
-        region=validate.region(args.region) if args.region is not None else None,  # '' is no region
-        tables=[validate.table(t) for t in args.table],
+        region=validate.region(region) if region is not None else None,  # '' is no region
+        footprint=footprint,
         deadline=validate.positive_seconds("--deadline", args.deadline),
         connect_timeout=validate.positive_seconds("--connect-timeout", args.connect_timeout),
         read_timeout=validate.positive_seconds("--read-timeout", args.read_timeout),

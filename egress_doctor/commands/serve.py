@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from egress_doctor.commands.footprint import FOOTPRINT_DESTS
 from egress_doctor.context import Environment
 from egress_doctor.model import ExitStatus, Report
 from egress_doctor.redact import Redactor
@@ -33,6 +34,7 @@ SIGTERM or SIGINT: stop accepting, let an in-flight run end (it aborts at --dead
 
 examples:
   egress-doctor serve --listen :8080 --interval 30s --table orders
+  egress-doctor serve --config /etc/egress-doctor/footprint.yaml   # or EGRESS_DOCTOR_CONFIG
 """
 
 # Time allowed beyond --deadline for an in-flight run to wind down at shutdown.
@@ -129,8 +131,8 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
 # `check` options that `serve` takes too (argparse dests): the probe and the fix, not the output.
 SHARED_CHECK_OPTIONS = (
-    "region", "table", "deadline", "connect_timeout", "read_timeout", "connect_to",
-    "namespace", "istio_api", "wildcard", "imds_fix",
+    "region", "deadline", "connect_timeout", "read_timeout", "connect_to",
+    "namespace", "istio_api", "wildcard", "imds_fix", *FOOTPRINT_DESTS,
 )  # fmt: skip
 
 

@@ -11,14 +11,15 @@ from urllib.parse import urlsplit
 
 from egress_doctor import __version__, validate
 from egress_doctor.aws.identity import CredentialPlan, plan_credentials
-from egress_doctor.aws.predict import predict_url
-from egress_doctor.aws.session import Limits, ProbeSession, target_of
+from egress_doctor.aws.session import Limits, ProbeSession
 from egress_doctor.aws.transcript import TranscriptCapture
 from egress_doctor.aws.trust import botocore_trust
-from egress_doctor.model import CheckResult, ErrorInfo, Layer, Report, RunFacts, Status, Symptom, Target
+from egress_doctor.model import CheckResult, ErrorInfo, Layer, Report, RunFacts, Status, Symptom
 from egress_doctor.net.connect_to import ConnectTo, ConnectToMap
 from egress_doctor.net.dial import install
-from egress_doctor.probes import api, credentials
+from egress_doctor.probes import api, credentials, registry
+from egress_doctor.probes.plan import Footprint, PlannedCall, plan_calls
+from egress_doctor.probes.predict import predicted_target
 from egress_doctor.probes.progress import CheckProgress
 from egress_doctor.probes.run import Run
 from egress_doctor.redact import Redactor
@@ -35,7 +36,8 @@ ABORT_GRACE_SECONDS = 0.2
 @dataclass
 class CheckOptions:
     region: str | None = None
-    tables: list[str] = field(default_factory=list)
+    # What the app calls: services and resources (tables, buckets, queues …); empty: DynamoDB ListTables.
+    footprint: Footprint = field(default_factory=Footprint)
     deadline: float = 8.0
     connect_timeout: float = 2.0
     read_timeout: float = 3.0
@@ -119,7 +121,9 @@ def run_check(options: CheckOptions, environ: Mapping[str, str], facts: RunFacts
             limits, connect_to, lambda s: botocore_trust(s, dict(environ)), data_loader=options.data_loader
         )
         plan = plan_or_refuse(session.session, environ, options.region)
-        plan.identity.warnings += table_region_notes(options.tables, plan.identity.region)
+        plan.identity.warnings += table_region_notes(options.footprint, plan.identity.region)
+        # An unknown --service is a usage error here, before anything is sent.
+        planned = plan_calls(options.footprint, session.session.get_component("data_loader"))
         run = Run(
             session=session,
             identity=plan.identity,
@@ -130,8 +134,7 @@ def run_check(options: CheckOptions, environ: Mapping[str, str], facts: RunFacts
             deadline=deadline,
             per_check_seconds=2 * options.connect_timeout + 2 * options.read_timeout + 0.5,
         )
-        planned = _planned_api_checks(options)
-        worker = run.thread(lambda: _execute(run, plan, options), "egress-doctor-run")
+        worker = run.thread(lambda: _execute(run, plan, planned), "egress-doctor-run")
         worker.join(max(0.0, deadline - time.monotonic()))
         # The worker stops waiting for stage 2 at the deadline too: ask every check's thread.
         expired = bool(run.unfinished())
@@ -153,47 +156,31 @@ def run_check(options: CheckOptions, environ: Mapping[str, str], facts: RunFacts
     )
 
 
-def table_region_notes(tables: list[str], region: str | None) -> list[str]:
+def table_region_notes(footprint: Footprint, region: str | None) -> list[str]:
     """A table ARN of another region is still called at the client's regional endpoint (botocore
     takes the ARN as the TableName, not as an endpoint): say so, or the failure reads as the mesh's."""
     notes = []
-    for table in tables:
-        parts = table.split(":")
-        if table.startswith("arn:") and len(parts) > 3 and region and parts[3] != region:
-            notes.append(f"--table {table} is in {parts[3]}, but the SDK calls DynamoDB in the client's region "
-                         f"{region} (as an app configured like this would): use --region {parts[3]} to probe "
-                         "that region's endpoint")
+    for table in footprint.resources:
+        if table.kind == "table" and table.form == "arn" and region and table.region and table.region != region:
+            notes.append(f"--table {table.text} is in {table.region}, but the SDK calls DynamoDB in the client's "
+                         f"region {region} (as an app configured like this would): use --region {table.region} "
+                         "to probe that region's endpoint")
     return notes
 
 
-def _planned_api_checks(options: CheckOptions) -> list[tuple[str, str, str | None]]:
-    planned: list[tuple[str, str, str | None]] = [("sts.get-caller-identity", "STS GetCallerIdentity", None)]
-    if options.tables:
-        planned += [("dynamodb.describe-table", f"DynamoDB DescribeTable {t}", t) for t in options.tables]
-    else:
-        planned.append(("dynamodb.list-tables", "DynamoDB ListTables (Limit=1)", None))
-    return planned
-
-
-def _execute(run: Run, plan: Any, options: CheckOptions) -> None:
+def _execute(run: Run, plan: Any, calls: list[PlannedCall]) -> None:
     if not credentials.source_check(run, plan):
         return
     creds = credentials.obtain(run, plan)
     if creds is None and plan.identity.source != "profile":
         return
-    threads = [run.thread(lambda: api.get_caller_identity(run, creds), "sts")]
-    if options.tables:
-        for table in options.tables:
-            threads.append(run.thread(lambda t=table: api.describe_table(run, creds, t), f"ddb-{table}"))
-    else:
-        threads.append(run.thread(lambda: api.list_tables(run, creds), "ddb"))
+    # Independent services run concurrently; each service's client is built once (Run.client).
+    threads = [run.thread(lambda c=call: api.run_call(run, creds, c), call.id) for call in calls]
     for thread in threads:
         thread.join(max(0.0, run.deadline - time.monotonic()))
 
 
-def _collect(
-    run: Run, planned: list[tuple[str, str, str | None]], expired: bool, capture: TranscriptCapture
-) -> list[CheckResult]:
+def _collect(run: Run, planned: list[PlannedCall], expired: bool, capture: TranscriptCapture) -> list[CheckResult]:
     results: list[CheckResult] = []
     seen: set[tuple[str, str | None]] = set()
     failed_credentials: str | None = None
@@ -202,44 +189,18 @@ def _collect(
         result.evidence.transcript = capture.records(progress.key)
         results.append(result)
         seen.add((progress.id, progress.subject))
-        if result.status is Status.FAIL and not progress.id.startswith(("sts.get", "dynamodb.")):
+        if result.status is Status.FAIL and registry.stage_of(progress.id) is registry.Stage.CREDENTIALS:
             failed_credentials = failed_credentials or progress.id
-    for check_id, title, subject in planned:
-        if (check_id, subject) in seen:
+    for call in planned:
+        if call.key in seen:
             continue
         if failed_credentials:
             reason = f"skipped: {failed_credentials} failed (no credentials to sign with)"
         else:
             reason = "not started: the run's deadline expired first" if expired else "skipped"
-        target = _predicted_target(run, check_id, subject)
-        results.append(
-            CheckResult(id=check_id, title=title, status=Status.SKIP, reason=reason, subject=subject, target=target)
-        )
+        results.append(CheckResult(id=call.id, title=call.title, status=Status.SKIP, reason=reason,
+                                   subject=call.subject, target=predicted_target(run, call)))
     return results
-
-
-_PLANNED_CALLS = {
-    "sts.get-caller-identity": ("sts", "GetCallerIdentity"),
-    "dynamodb.list-tables": ("dynamodb", "ListTables"),
-    "dynamodb.describe-table": ("dynamodb", "DescribeTable"),
-}
-
-
-def _predicted_target(run: Run, check_id: str, subject: str | None) -> Target | None:
-    """Where the skipped call would have gone, from botocore's endpoint rules (nothing is sent).
-
-    So that the fix can cover it now rather than after the next run.
-    """
-    import botocore.session
-
-    service, operation = _PLANNED_CALLS[check_id]
-    if service == "dynamodb" and run.identity.source == "pod-identity" and not run.identity.account_id:
-        return None  # the agent's answer carries the account: the host is unknowable until then
-    params: dict[str, object] = {"TableName": subject} if subject else ({"Limit": 1} if service == "dynamodb" else {})
-    session = botocore.session.Session()
-    session.register_component("data_loader", run.session.session.get_component("data_loader"))
-    url = predict_url(session, service, operation, params, region=run.region, account_id=run.identity.account_id)
-    return target_of(url, run.connect_to) if url else None
 
 
 def _deadline_result(progress: CheckProgress) -> CheckResult:

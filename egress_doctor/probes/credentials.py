@@ -15,6 +15,7 @@ from egress_doctor.aws.identity import CredentialPlan
 from egress_doctor.aws.session import target_of
 from egress_doctor.model import AwsEvidence, ErrorInfo, Layer, Status, Symptom
 from egress_doctor.net.http import HttpResult, request
+from egress_doctor.probes import registry
 from egress_doctor.probes.api import call_api
 from egress_doctor.probes.outcome import body_text, http_reason, is_envoy_local_reply, transport_reason
 from egress_doctor.probes.progress import CheckProgress
@@ -28,7 +29,7 @@ CREDENTIAL_KEYS = ("AccessKeyId", "SecretAccessKey", "Token", "Expiration")
 def source_check(run: Run, plan: CredentialPlan) -> bool:
     """`credentials.source`: which provider of the chain wins. False when nothing can follow."""
     identity = plan.identity
-    progress = run.start("credentials.source", f"credential source: {identity.source}")
+    progress = run.start("credentials.source", registry.title("credentials.source", source=identity.source))
     progress.evidence.notes.append("chain: " + " → ".join(identity.chain))
     progress.evidence.notes.extend(plan.notes)
     if plan.error:
@@ -151,15 +152,11 @@ def _fail_http(progress: CheckProgress, result: HttpResult, service: str, operat
 
 # What IAM accepts as a role name, so what IMDS can answer (iam CreateRole: [\w+=,.@-]{1,64}).
 _IAM_ROLE_NAME = re.compile(r"[A-Za-z0-9_+=,.@-]{1,64}")
-_IMDS_TITLES = {
-    "imds.role": "IMDS role name (GET …/iam/security-credentials/)",
-    "imds.credentials": "IMDS credentials (GET …/iam/security-credentials/<role>)",
-}
 
 
 def _imds(run: Run, plan: CredentialPlan) -> Any:
     base = (plan.imds_endpoint or "").rstrip("/") + "/"
-    token_progress = run.start("imds.token", "IMDSv2 token (PUT /latest/api/token)")
+    token_progress = run.start("imds.token", registry.title("imds.token"))
     token_result = _http_step(
         run, token_progress, "PUT", base + "latest/api/token", {TOKEN_TTL_HEADER: "21600"}, secret_body=True
     )
@@ -174,19 +171,19 @@ def _imds(run: Run, plan: CredentialPlan) -> Any:
         status = token_result.evidence.status
         if status == 400:
             token_progress.evidence.notes.append("botocore does not fall back to IMDSv1 after a 400")
-            run.skip_rest("imds.token", ("imds.role", "imds.credentials"), _IMDS_TITLES)
+            run.skip_rest("imds.token", ("imds.role", "imds.credentials"))
             return None
         if plan.imds_v1_disabled:
             token_progress.evidence.notes.append("AWS_EC2_METADATA_V1_DISABLED: no IMDSv1 fallback")
-            run.skip_rest("imds.token", ("imds.role", "imds.credentials"), _IMDS_TITLES)
+            run.skip_rest("imds.token", ("imds.role", "imds.credentials"))
             return None
         token_progress.evidence.notes.append("botocore falls back to IMDSv1 (no token) after this")
     headers = {TOKEN_HEADER: token} if token else {}
-    role_progress = run.start("imds.role", _IMDS_TITLES["imds.role"])
+    role_progress = run.start("imds.role", registry.title("imds.role"))
     role_result = _http_step(run, role_progress, "GET", base + "latest/meta-data/iam/security-credentials/", headers)
     if role_result.error is not None or role_result.evidence.status != 200 or not role_result.body.strip():
         _fail_http(role_progress, role_result, "imds", "GetRoleName")
-        run.skip_rest("imds.role", ("imds.credentials",), _IMDS_TITLES)
+        run.skip_rest("imds.role", ("imds.credentials",))
         return None
     role = role_result.body.decode("utf-8", "replace").strip().splitlines()[0]
     if not _IAM_ROLE_NAME.fullmatch(role):
@@ -195,11 +192,11 @@ def _imds(run: Run, plan: CredentialPlan) -> Any:
             error=ErrorInfo(type="NotARoleName", message=f"{len(role)} characters: {role[:64]!r}"),
             reason=f"the answer is no IAM role name ({len(role)} characters; IAM allows 1-64 of "
                    "letters, digits and _+=,.@-)")
-        run.skip_rest("imds.role", ("imds.credentials",), _IMDS_TITLES)
+        run.skip_rest("imds.role", ("imds.credentials",))
         return None
     role_progress.finish(Status.PASS, reason=f"role {role}" + ("" if token else " (IMDSv1)"))
     _settle_token(token_progress)
-    creds_progress = run.start("imds.credentials", f"IMDS credentials for role {role}")
+    creds_progress = run.start("imds.credentials", registry.title("imds.credentials", role=role))
     creds_result = _http_step(
         run,
         creds_progress,
@@ -279,8 +276,9 @@ def _plant_secrets(run: Run, document: dict[str, Any]) -> None:
 
 
 def _container(run: Run, plan: CredentialPlan) -> Any:
-    title = "EKS Pod Identity agent" if plan.identity.source == "pod-identity" else "ECS container credentials"
-    progress = run.start("container.credentials", f"{title} (GET {plan.container_url})")
+    agent = "EKS Pod Identity agent" if plan.identity.source == "pod-identity" else "ECS container credentials"
+    title = registry.title("container.credentials", agent=agent, url=plan.container_url)
+    progress = run.start("container.credentials", title)
     headers = {"Accept": "application/json"}
     token = _container_token(run, plan, progress)
     if token is False:
@@ -340,7 +338,7 @@ def _read_token(progress: CheckProgress, path: str, what: str) -> str | None:
 
 
 def _irsa(run: Run, plan: CredentialPlan) -> Any:
-    progress = run.start("sts.assume-role-with-web-identity", "STS AssumeRoleWithWebIdentity (IRSA)")
+    progress = run.start("sts.assume-role-with-web-identity", registry.title("sts.assume-role-with-web-identity"))
     token_file = plan.web_identity_token_file or ""
     read = _read_token(progress, token_file, "web identity token ")
     if read is None:

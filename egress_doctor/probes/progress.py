@@ -22,6 +22,7 @@ class CheckProgress:
     laddered: set[str] = field(default_factory=set)
     body_truncated: bool = False
     raw_body_prefix: bytes = b""  # kept private: exposed only for replies that are not AWS answers
+    bucket_region: str | None = None  # S3's x-amz-bucket-region, from any answer of this check
     result: CheckResult | None = None
 
     @property

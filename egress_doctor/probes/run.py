@@ -55,6 +55,9 @@ class Run:
         self._threads: list[threading.Thread] = []
         self._recorders: list[DialRecorder] = []
         self._lock = threading.Lock()
+        # One botocore client per (service, region, unsigned), built by the first check that needs it.
+        self._clients: dict[tuple[str, str | None, bool], Any] = {}
+        self._client_locks: dict[tuple[str, str | None, bool], threading.Lock] = {}
 
     @property
     def region(self) -> str | None:
@@ -63,6 +66,19 @@ class Run:
     def start(self, check_id: str, title: str, subject: str | None = None) -> CheckProgress:
         budget = min(self.deadline, time.monotonic() + self.per_check_seconds)
         return self.board.add(CheckProgress(id=check_id, title=title, subject=subject, deadline=budget))
+
+    def client(self, service: str, region: str | None, credentials: Any, *, unsigned: bool = False) -> Any:
+        """The run's client for `service` in `region`: built once (clients are thread-safe), by the
+        first caller; others wait for it. Every API call of a run is signed with the same credentials."""
+        key = (service, region, unsigned)
+        with self._lock:
+            lock = self._client_locks.setdefault(key, threading.Lock())
+        with lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = self.session.client(service, region, credentials, unsigned=unsigned)
+                self._clients[key] = client
+        return client
 
     def register_credentials(self, credentials: Any) -> None:
         """Every secret part of botocore credentials becomes a known value for the run's redactor."""
@@ -74,10 +90,12 @@ class Run:
             if value:
                 self.redactor.add_secret(str(value))
 
-    def skip_rest(self, failed: str, check_ids: tuple[str, ...], titles: dict[str, str] | None = None) -> None:
+    def skip_rest(self, failed: str, check_ids: tuple[str, ...]) -> None:
         """Record checks that cannot run because `failed` failed: one root cause, not five symptoms."""
+        from egress_doctor.probes.registry import spec
+
         for check_id in check_ids:
-            title = (titles or {}).get(check_id, check_id)
+            title = spec(check_id).title.format_map(_Unknown())
             self.start(check_id, title).finish(Status.SKIP, reason=f"skipped: {failed} failed")
 
     def scoped(self, progress: CheckProgress, fn: Callable[[], T]) -> T:
@@ -128,6 +146,13 @@ class Run:
             recorders = list(self._recorders)
         for recorder in recorders:
             recorder.abort()
+
+
+class _Unknown(dict[str, str]):
+    """A skipped check's title names what it would have filled in: `…/security-credentials/<role>`."""
+
+    def __missing__(self, key: str) -> str:
+        return f"<{key}>"
 
 
 def _fill_from_recorder(progress: CheckProgress, recorder: DialRecorder) -> None:
