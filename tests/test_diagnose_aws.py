@@ -4,9 +4,13 @@ traps that change *which* host needs one."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
 from egress_doctor.diagnose import DiagnoseOptions
+from egress_doctor.model import AwsEvidence, Evidence
+from egress_doctor.probes.registry import NOT_LISTED
 from tests.test_diagnose_evidence import (
     ARWWI,
     CREDS,
@@ -31,6 +35,23 @@ from tests.test_diagnose_replies import (
 from tests.test_diagnose_transport import (
     tls_eof,
 )
+
+if TYPE_CHECKING:
+    from egress_doctor.model import CheckResult
+
+BUCKET, QUEUE = "s3.head-bucket", "sqs.get-queue-url"
+SECRET, PARAMETER = "secretsmanager.describe-secret", "ssm.describe-parameters"
+BUCKET_HOST = "invoice-archive.s3.amazonaws.com"
+EU = "eu-west-1"
+
+
+def head_error(check_id: str, code: str, status: int, **kw: object) -> CheckResult:
+    """S3's answer to a HEAD: a status and request id, no body, so the code is the status."""
+    result = aws_error(check_id, code, "", status, **kw)  # type: ignore[arg-type]
+    assert result.evidence.http is not None
+    result.evidence.http.method = "HEAD"
+    return result
+
 
 MESH_FINE = [
     # --- IRSA's own answers ---
@@ -104,6 +125,44 @@ MESH_FINE = [
             aws_error(DESCRIBE, "ResourceNotFoundException", subject="archive"),
         ],
         ["ED540", "ED543"],
+    ),
+    # --- the app's other services: AWS answered, the path works ---
+    Case(
+        "a bucket S3 does not have (HeadBucket's bare 404) is a missing resource, not the mesh",
+        [passed(GCI), aws_error(BUCKET, "404", "Not Found", 404, host=BUCKET_HOST, subject="invoice-archive")],
+        ["ED546"],
+    ),
+    Case(
+        "HeadBucket's bare 403 is IAM",
+        [passed(GCI), head_error(BUCKET, "403", 403, host=BUCKET_HOST, subject="invoice-archive")],
+        ["ED540"],
+    ),
+    Case(
+        "QueueDoesNotExist is a missing queue",
+        [passed(GCI), aws_error(QUEUE, "AWS.SimpleQueueService.NonExistentQueue", subject="billing-events")],
+        ["ED546"],
+    ),
+    Case(
+        "ResourceNotFoundException on a secret is a missing secret, not a missing table",
+        [passed(GCI), aws_error(SECRET, "ResourceNotFoundException", status=404, subject="billing/db")],
+        ["ED546"],
+    ),
+    Case(
+        "a filtered list that does not name the parameter is a missing parameter",
+        [passed(GCI), aws_error(PARAMETER, NOT_LISTED, status=200, subject="/billing/db-url")],
+        ["ED546"],
+    ),
+    Case(
+        "AccessDeniedException on Secrets Manager is IAM, not Istio",
+        [passed(GCI), aws_error(SECRET, "AccessDeniedException", subject="billing/db")],
+        ["ED540"],
+    ),
+    Case(
+        "a bucket in another region: S3 said so and botocore went there (it passed)",
+        [passed(GCI), passed(BUCKET, host=f"eu-archive.s3.{EU}.amazonaws.com", subject="eu-archive",
+                             evidence=Evidence(aws=AwsEvidence("s3", "HeadBucket", bucket_region=EU,
+                                                               region_host=f"eu-archive.s3.{EU}.amazonaws.com")))],
+        ["ED547"],
     ),
     # --- credential stage ---
     Case(
@@ -195,6 +254,27 @@ TRAPS = [
         facts=facts(HTTPS_PROXY="http://proxy.corp:3128", NO_PROXY=".amazonaws.com"),
     ),
     Case(
+        "a blocked bucket host is allowed exactly, and explained (virtual-hosted, global in us-east-1)",
+        [passed(GCI), tls_eof(BUCKET, host=BUCKET_HOST, subject="invoice-archive")],
+        ["ED301", "ED604"],
+        ["serviceentry/invoice-archive-s3-amazonaws-com"],
+    ),
+    Case(
+        "wildcard option allows every bucket of the global S3 endpoint",
+        [passed(GCI), tls_eof(BUCKET, host=BUCKET_HOST, subject="invoice-archive")],
+        ["ED301", "ED604"],
+        ["serviceentry/wildcard-s3-amazonaws-com"],
+        options=DiagnoseOptions(wildcard=True),
+    ),
+    Case(
+        "the bucket's region host blocked after S3's redirect: the fix allows it, the warning says why",
+        [passed(GCI), tls_eof(BUCKET, host=f"eu-archive.s3.{EU}.amazonaws.com", subject="eu-archive",
+                              evidence=Evidence(aws=AwsEvidence("s3", "HeadBucket", bucket_region=EU,
+                                                                region_host=f"eu-archive.s3.{EU}.amazonaws.com")))],
+        ["ED301", "ED547", "ED604"],
+        ["serviceentry/eu-archive-s3-eu-west-1-amazonaws-com"],
+    ),
+    Case(
         "wildcard option allows every account's DynamoDB host and still explains the account endpoint",
         [tls_eof(DESCRIBE, host=DDB)],
         ["ED301", "ED602"],
@@ -204,6 +284,10 @@ TRAPS = [
 ]
 
 CASES = MESH_FINE + TRAPS
+
+
+def case(prefix: str) -> Case:
+    return next(c for c in CASES if c.id.startswith(prefix))
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
@@ -236,7 +320,24 @@ def test_proxy_credentials_never_reach_a_finding() -> None:
 
 
 def test_wildcard_option_prints_the_wildcard_host_with_resolution_none() -> None:
-    (fix,) = assert_case(TRAPS[6]).fixes
+    (fix,) = assert_case(case("wildcard option allows every account's")).fixes
     spec = fix.manifests[0]["spec"]
     assert spec["hosts"] == ["*.ddb.us-east-1.amazonaws.com"]
     assert spec["resolution"] == "NONE"
+
+
+def test_wildcard_option_prints_the_global_s3_wildcard_with_resolution_none() -> None:
+    (fix,) = assert_case(case("wildcard option allows every bucket")).fixes
+    spec = fix.manifests[0]["spec"]
+    assert (spec["hosts"], spec["resolution"]) == (["*.s3.amazonaws.com"], "NONE")
+
+
+def test_a_missing_resource_names_the_service_the_kind_the_name_and_the_region() -> None:
+    (finding,) = assert_case(case("QueueDoesNotExist")).findings
+    assert "sqs has no queue billing-events in us-east-1" in finding.message
+
+
+def test_the_bucket_region_warning_names_the_host_the_app_needs_too() -> None:
+    finding = next(f for f in assert_case(case("a bucket in another region")).findings if f.code == "ED547")
+    assert finding.hosts == ["eu-archive.s3.eu-west-1.amazonaws.com"]
+    assert "eu-west-1" in finding.message

@@ -98,7 +98,9 @@ PATHS = {
 def default_host(check_id: str) -> str:
     if check_id.startswith(("imds.", "container.")):
         return STANDIN
-    return DDB if check_id.startswith("dynamodb.") else STS
+    if check_id.startswith(("dynamodb.", "sts.")):
+        return DDB if check_id.startswith("dynamodb.") else STS
+    return f"{check_id.split('.')[0]}.{REGION}.amazonaws.com"
 
 
 def target(check_id: str, host: str | None = None, port: int | None = None) -> Target:

@@ -14,6 +14,7 @@ from egress_doctor.model import (
     Symptom,
     TlsEvidence,
 )
+from egress_doctor.probes import registry
 from tests.test_diagnose_evidence import (
     REQUEST_ID,
     TRUST,
@@ -158,13 +159,8 @@ def aws_error(
     subject: str | None = None,
 ) -> CheckResult:
     """A real AWS error answer, proxied by the sidecar: request id and upstream time present."""
-    service = "dynamodb" if check_id.startswith("dynamodb.") else "sts"
-    operation = {
-        "sts.assume-role-with-web-identity": "AssumeRoleWithWebIdentity",
-        "sts.get-caller-identity": "GetCallerIdentity",
-        "dynamodb.describe-table": "DescribeTable",
-        "dynamodb.list-tables": "ListTables",
-    }[check_id]
+    row = registry.spec(check_id)
+    service, operation = str(row.service), str(row.operation)
     message = message or f"{code} happened"
     t = target(check_id, host)
     http = HttpEvidence(

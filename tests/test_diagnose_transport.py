@@ -132,8 +132,10 @@ def plain_reset(check_id: str, after_request: bool = False, host: str | None = N
 # --- TLS ------------------------------------------------------------------------------------------
 
 
-def tls_eof(check_id: str, host: str | None = None) -> CheckResult:
-    """Envoy tcp_proxy to BlackHoleCluster closing with FIN: botocore SSLError → SSLEOFError."""
+def tls_eof(check_id: str, host: str | None = None, subject: str | None = None,
+            evidence: Evidence | None = None) -> CheckResult:
+    """Envoy tcp_proxy to BlackHoleCluster closing with FIN: botocore SSLError → SSLEOFError.
+    `evidence`: what the check saw before (its `aws` part is kept)."""
     t = target(check_id, host)
     reason = "UNEXPECTED_EOF_WHILE_READING"
     error = chain(
@@ -148,14 +150,16 @@ def tls_eof(check_id: str, host: str | None = None) -> CheckResult:
             reason=reason,
         ),
     )
-    evidence = Evidence(tcp=tcp_evidence(t.host, t.port), tls=tls_failed(t.host, error="EOF", reason=reason))
+    seen = Evidence(tcp=tcp_evidence(t.host, t.port), tls=tls_failed(t.host, error="EOF", reason=reason),
+                    aws=evidence.aws if evidence else None)
     return result(
         check_id,
         host=t.host,
         layer=Layer.TLS,
         symptom=Symptom.TLS_CLOSED,
         error=error,
-        evidence=evidence,
+        evidence=seen,
+        subject=subject,
         reason="connection closed during TLS handshake (SSLEOFError)",
     )
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from egress_doctor.aws.hosts import ddb_wildcard, wildcard_of
 from egress_doctor.fixes.builders import (
     EgressNeed,
     FixOptions,
     build_fixes,
-    ddb_wildcard,
     external_service_entry,
     hold_until_proxy_starts_fix,
     metadata_service_entry,
@@ -64,6 +64,42 @@ def test_account_dynamodb_hosts_widen_to_the_regional_wildcard(host: str, wildca
 def test_only_account_dynamodb_hosts_can_be_widened() -> None:
     with pytest.raises(ValueError):
         ddb_wildcard("dynamodb.us-east-1.amazonaws.com")
+
+
+@pytest.mark.parametrize(
+    ("host", "wildcard"),
+    [
+        ("invoice-archive.s3.amazonaws.com", "*.s3.amazonaws.com"),
+        ("invoice-archive.s3.eu-west-1.amazonaws.com", "*.s3.eu-west-1.amazonaws.com"),
+        ("invoice-archive.s3-fips.us-east-1.amazonaws.com", "*.s3-fips.us-east-1.amazonaws.com"),
+        ("invoice-archive.s3.dualstack.us-east-1.amazonaws.com", "*.s3.dualstack.us-east-1.amazonaws.com"),
+        ("reports-111122223333.s3-accesspoint.us-west-2.amazonaws.com", "*.s3-accesspoint.us-west-2.amazonaws.com"),
+        ("111122223333.ddb.us-east-1.amazonaws.com", "*.ddb.us-east-1.amazonaws.com"),
+        ("sts.us-east-1.amazonaws.com", None),
+        ("s3.us-east-1.amazonaws.com", None),
+        ("sqs.us-east-1.amazonaws.com", None),
+        ("bucket.vpce-0abc-1.s3.us-east-1.vpce.amazonaws.com", None),
+    ],
+)
+def test_hosts_that_carry_a_bucket_or_account_widen_to_their_endpoints_wildcard(host: str,
+                                                                                wildcard: str | None) -> None:
+    assert wildcard_of(host) == wildcard
+
+
+def test_wildcard_option_gives_buckets_of_one_endpoint_one_serviceentry_with_resolution_none() -> None:
+    plan = build_fixes([need("invoice-archive.s3.amazonaws.com"), need("logs-archive.s3.amazonaws.com"),
+                        need("secretsmanager.us-east-1.amazonaws.com")], FixOptions(wildcard=True))
+    specs = {f.id: f.manifests[0]["spec"] for f in plan.fixes}
+    assert specs["serviceentry/wildcard-s3-amazonaws-com"]["hosts"] == ["*.s3.amazonaws.com"]
+    assert specs["serviceentry/wildcard-s3-amazonaws-com"]["resolution"] == "NONE"
+    assert specs["serviceentry/secretsmanager-us-east-1-amazonaws-com"]["resolution"] == "DNS"
+    assert plan.by_host["logs-archive.s3.amazonaws.com"] == "serviceentry/wildcard-s3-amazonaws-com"
+
+
+def test_without_wildcard_each_bucket_gets_its_own_serviceentry() -> None:
+    plan = build_fixes([need("invoice-archive.s3.amazonaws.com"), need("logs-archive.s3.amazonaws.com")])
+    assert [f.id for f in plan.fixes] == ["serviceentry/invoice-archive-s3-amazonaws-com",
+                                          "serviceentry/logs-archive-s3-amazonaws-com"]
 
 
 def test_one_serviceentry_per_host_named_after_it() -> None:

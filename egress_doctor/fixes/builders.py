@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from egress_doctor.aws.hosts import ddb_wildcard, is_account_ddb_host, is_ip
+from egress_doctor.aws.hosts import is_account_ddb_host, is_ip, is_s3_bucket_host, wildcard_of
 from egress_doctor.model import Fix
 
 ISTIO_APIS = ("v1", "v1beta1", "v1alpha3")
@@ -97,7 +97,7 @@ class EgressNeed:
 class FixOptions:
     namespace: str = "default"
     istio_api: str = "v1"  # v1 for Istio ≥1.22, v1beta1 for 1.5-1.21
-    wildcard: bool = False  # *.ddb.<region>… with resolution NONE instead of one account's host
+    wildcard: bool = False  # *.ddb.<region>…, *.s3.<region>… (resolution NONE) instead of one account or bucket
     imds_fix: str = "serviceentry"  # or "annotation": exclude the metadata addresses from capture
     export_to: tuple[str, ...] = (".",)
     # (kind, namespace, name) of every object in view: a new object never takes one of these names
@@ -297,9 +297,9 @@ def _exclusion_fix(needs: list[EgressNeed], options: FixOptions) -> Fix:
 
 
 def _entry_host(need: EgressNeed, options: FixOptions) -> str:
-    """The host the ServiceEntry names: the SDK's, or with --wildcard an account DynamoDB host's
-    regional wildcard (resolution NONE)."""
-    return ddb_wildcard(need.host) if options.wildcard and is_account_ddb_host(need.host) else need.host
+    """The host the ServiceEntry names: the SDK's, or with --wildcard the wildcard of a host that
+    carries an account or a bucket (`*.ddb.<region>…`, `*.s3.amazonaws.com`; resolution NONE)."""
+    return (wildcard_of(need.host) or need.host) if options.wildcard else need.host
 
 
 def _service_fix(host: str, needs: list[EgressNeed], options: FixOptions) -> Fix:
@@ -314,6 +314,8 @@ def _service_fix(host: str, needs: list[EgressNeed], options: FixOptions) -> Fix
         lines.append("Wildcard host: resolution NONE forwards to the address the app resolved.")
     elif is_account_ddb_host(host):
         lines.append("Account-based DynamoDB endpoint; --wildcard allows *.ddb.<region>… (any account).")
+    elif is_s3_bucket_host(host):
+        lines.append(f"One bucket's S3 host; --wildcard allows {wildcard_of(host)} (every bucket).")
     lines.append(_scope_line(options, export_to))
     return Fix(id=f"serviceentry/{name}", description="\n".join(lines), manifests=[manifest])
 

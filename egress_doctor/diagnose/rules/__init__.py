@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from egress_doctor.diagnose.rules import aws, http, metadata, network, run
+from egress_doctor.diagnose.rules import aws, http, metadata, network, run, s3
 from egress_doctor.diagnose.rules.base import CheckRule, HostRule, RunRule
 
 RUN_RULES: tuple[RunRule, ...] = (
@@ -19,6 +19,7 @@ RUN_RULES: tuple[RunRule, ...] = (
     run.region_ignored,
     run.metadata_via_proxy,
     run.aws_via_https_proxy,
+    s3.bucket_elsewhere,
 )
 
 CHECK_RULES: tuple[CheckRule, ...] = (

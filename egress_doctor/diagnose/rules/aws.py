@@ -5,8 +5,10 @@ One finding per check: two tables can fail for two different reasons on the same
 
 from __future__ import annotations
 
+from egress_doctor.aws.hosts import GLOBAL, classify
 from egress_doctor.diagnose.rules.base import Cause, Observation, RunContext
 from egress_doctor.model import Symptom
+from egress_doctor.probes.registry import NOT_LISTED, spec
 
 ARWWI = "AssumeRoleWithWebIdentity"
 TOKEN_REJECTED = {"InvalidIdentityToken", "IDPRejectedClaim", "ExpiredTokenException"}
@@ -24,6 +26,18 @@ BAD_SIGNATURE = {
     "InvalidSignatureException",
     "RequestExpired",
     "RequestTimeTooSkewed",
+}
+# "No such resource here", as each service says it (S3's HEAD answers carry only the status).
+NOT_FOUND = {
+    "ResourceNotFoundException",
+    "NoSuchBucket",
+    "404",
+    "NotFound",
+    "NotFoundException",
+    "QueueDoesNotExist",
+    "AWS.SimpleQueueService.NonExistentQueue",
+    "ParameterNotFound",
+    NOT_LISTED,
 }
 THROTTLED = {
     "Throttling",
@@ -56,24 +70,31 @@ def aws_answer(o: Observation, ctx: RunContext) -> Cause | None:
         return _one("ED530", o, {"code": code, "detail": message})
     if irsa and code == "AccessDenied":
         return _one("ED531", o, {"role": ctx.identity.role_arn or "the role", "detail": message})
-    if code in DENIED:
+    if code in DENIED or (code == "403" and o.http is not None and o.http.method == "HEAD"):
         return _one("ED540", o, {"operation": operation, "detail": message})
     if code in BAD_CREDENTIALS:
         return _one("ED541", o, {"operation": operation, "code": code, "detail": message})
     if code in BAD_SIGNATURE:
         return _one("ED542", o, {"operation": operation, "code": code, "detail": message})
-    if code == "ResourceNotFoundException":
+    if code == "ResourceNotFoundException" and o.id.startswith("dynamodb."):
         return _one("ED543", o, {"table": o.check.subject or "(unnamed)", "region": _region(o, ctx)})
+    if code in NOT_FOUND and o.check.subject:
+        row = spec(o.id)
+        args = {"service": row.service or (o.aws.service if o.aws else "AWS"),
+                "kind": (row.resource or "resource").replace("-", " "),
+                "resource": o.check.subject, "region": _region(o, ctx), "code": code}
+        return _one("ED546", o, args)
     if code in THROTTLED:
         return _one("ED544", o, {"operation": operation, "code": code})
     return _one("ED545", o, {"operation": operation, "code": code, "detail": message})
 
 
 def _region(o: Observation, ctx: RunContext) -> str:
-    if ctx.identity.region:
-        return ctx.identity.region
-    labels = (o.host or "").split(".")
-    return labels[-3] if len(labels) >= 4 else "this region"
+    """The region of the host the call went to (an ARN's region wins over the run's), else the run's."""
+    found = classify(o.host or "")
+    if found is not None and found.region != GLOBAL:
+        return found.region
+    return ctx.identity.region or "this region"
 
 
 def credential_stage(o: Observation, ctx: RunContext) -> Cause | None:

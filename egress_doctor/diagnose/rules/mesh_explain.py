@@ -24,7 +24,7 @@ import ipaddress
 import json
 from dataclasses import replace
 
-from egress_doctor.aws.hosts import ddb_wildcard, is_account_ddb_host, is_ip, near_miss
+from egress_doctor.aws.hosts import is_ip, near_miss, wildcard_of
 from egress_doctor.diagnose.catalogue import codes_with
 from egress_doctor.diagnose.rules.mesh_context import Explanation, MeshContext
 from egress_doctor.diagnose.rules.mesh_gateways import gateway_problems
@@ -311,8 +311,8 @@ def _near_miss(ctx: MeshContext, host: str, port: int, scheme: str, evidence: st
         return []
     se, registered, why = min(candidates, key=lambda c: (c[2].count(";"), "region" in c[2], c[1]))
     add = host
-    if ctx.options.wildcard and is_account_ddb_host(host) and se.resolution is Resolution.NONE:
-        add = ddb_wildcard(host)
+    if ctx.options.wildcard and wildcard_of(host) and se.resolution is Resolution.NONE:
+        add = str(wildcard_of(host))
     edit = checked(ctx, edits.add_service_entry_host(se, add, port, "TLS" if scheme == "https" else "HTTP"))
     args = {"host": host, "port": port, "entry": se.meta.ref, "registered": registered, "difference": why,
             "evidence": evidence}
