@@ -58,6 +58,28 @@ def test_lab_run_exits_with_the_commands_code_and_gives_it_the_pods_environment(
     assert not Path(env["AWS_CA_BUNDLE"]).parent.parent.exists()  # the lab's directory is gone
 
 
+def test_lab_run_creates_the_apps_resources_and_check_finds_each_at_its_host() -> None:
+    footprint = ("--table", "invoices", "--bucket", "invoice-archive", "--queue", "billing-events",
+                 "--secret", "billing/db")
+    check = (sys.executable, "-m", "egress_doctor.cli", "check", "--no-cluster", "--no-mirror", *footprint)
+    code, _, err = run_cli("lab", "run", "-f", str(SCENARIOS / "wide-footprint-allowed"), "--credentials", "irsa",
+                           "--account-id", "111122223333", *footprint, "--", *check)
+    assert code == 0, err
+
+
+def test_lab_run_refuses_a_resource_name_aws_would_refuse_before_starting() -> None:
+    code, _, err = run_cli("lab", "run", "-f", str(SCENARIOS / "correct"), "--bucket", "Not_A_Bucket", "--", "true")
+    assert code == 2 and "invalid bucket name" in err
+
+
+def test_the_lab_parsers_choices_are_the_runners_and_the_models() -> None:
+    from egress_doctor.istio.objects import Mode
+    from egress_doctor.lab import cli, runner
+
+    assert tuple(m.value for m in Mode) == cli.MODES
+    assert cli.CREDENTIAL_MODES == runner.CREDENTIAL_MODES
+
+
 def test_lab_run_without_a_command_is_a_usage_error() -> None:
     code, _, err = run_cli("lab", "run", "-f", str(SCENARIOS / "correct"))
     assert code == 2 and "needs a command" in err

@@ -1,6 +1,8 @@
 """`egress-doctor lab up|run|config`: the lab from the command line.
 
 The lead's cli.py calls `add_lab_parser(subparsers)`; each subcommand sets `handler(args, env)`.
+Building the parser imports nothing of the lab itself (every `check` builds it): the runner, the
+Istio model and the fakes are imported by the handlers.
 """
 
 from __future__ import annotations
@@ -14,11 +16,18 @@ import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from egress_doctor.istio.objects import IstioParseError, Mode
-from egress_doctor.lab.runner import CREDENTIAL_MODES, Lab, LabConfig
+from egress_doctor.probes.registry import OPTIONS
 from egress_doctor.redact import Redactor, redact_patterns
+
+if TYPE_CHECKING:
+    from egress_doctor.lab.runner import Lab, LabConfig
+
+# The choices of --mode and --credentials: istio.objects.Mode and lab.runner.CREDENTIAL_MODES
+# (tests/test_lab_runner_cli.py keeps them equal; spelled out so that the parser stays light).
+MODES = ("REGISTRY_ONLY", "ALLOW_ANY")
+CREDENTIAL_MODES = ("env", "irsa", "imds", "pod-identity")
 
 LAB_EPILOG = """examples:
   egress-doctor lab up -f egress_doctor/lab/scenarios/blog-2018 --mode REGISTRY_ONLY
@@ -54,7 +63,7 @@ def add_lab_parser(subparsers: Any) -> argparse.ArgumentParser:
 def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-f", "--filename", action="append", default=[], metavar="PATH",
                         help="Istio YAML (file or directory; repeatable)")
-    parser.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.REGISTRY_ONLY.value,
+    parser.add_argument("--mode", choices=MODES, default="REGISTRY_ONLY",
                         help="meshConfig.outboundTrafficPolicy (default REGISTRY_ONLY; Istio's own default "
                         "is ALLOW_ANY)")
     parser.add_argument("--namespace", default="default",
@@ -67,13 +76,25 @@ def _options(parser: argparse.ArgumentParser) -> None:
                         help="a DynamoDB table that exists (repeatable)")
     parser.add_argument("--sidecar-not-ready", action="store_true",
                         help="no Envoy at all: every captured port refuses connections")
+    for option in OPTIONS:
+        if option.kind != "table":  # --table above: tables are created by name in the lab's region
+            parser.add_argument(option.flag, action="append", default=[], metavar=option.metavar,
+                                dest=option.flag.lstrip("-").replace("-", "_"),
+                                help=f"{option.help.split(':')[0]} that exists (repeatable; in the ARN's region, "
+                                "else --region)")
 
 
 def config_from_args(args: argparse.Namespace) -> LabConfig:
+    from egress_doctor.aws.resources import parse
+    from egress_doctor.istio.objects import Mode
+    from egress_doctor.lab.runner import LabConfig
+
+    resources = tuple(parse(o.kind, value) for o in OPTIONS if o.kind != "table"
+                      for value in getattr(args, o.flag.lstrip("-").replace("-", "_"), None) or ())
     return LabConfig(
         files=tuple(args.filename), mode=Mode(args.mode), namespace=args.namespace, region=args.region,
         account_id=args.account_id, credentials=args.credentials, tables=tuple(args.table),
-        sidecar_ready=not args.sidecar_not_ready,
+        resources=resources, sidecar_ready=not args.sidecar_not_ready,
     )
 
 
@@ -114,6 +135,9 @@ def _close(lab: Lab) -> None:
 
 
 def _start(args: argparse.Namespace, env: Any) -> Lab:
+    from egress_doctor.istio.objects import IstioParseError
+    from egress_doctor.lab.runner import Lab
+
     try:
         lab = Lab(config_from_args(args)).start()
     except (IstioParseError, OSError) as exc:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from egress_doctor.aws.resources import Resource
 from egress_doctor.istio.objects import IstioObject, MeshConfig, Mode
 from egress_doctor.istio.parse import load_files, parse_documents
 from egress_doctor.istio.scope import Proxy, Scope, proxy_scope
@@ -53,6 +54,7 @@ class LabConfig:
     account_id: str | None = None
     credentials: CredentialMode = "env"
     tables: tuple[str, ...] = ()  # DynamoDB tables that exist
+    resources: tuple[Resource, ...] = ()  # the app's other resources that exist (buckets, queues, …)
     sidecar_ready: bool = True  # False: no Envoy at all, every captured port refuses
     istio_version: str = ISTIO_VERSION
     labels: Mapping[str, str] | None = None  # the pod's labels (Sidecar workloadSelector)
@@ -237,13 +239,16 @@ class Lab:
         cfg = self.config
         account = cfg.account_id or DEFAULT_ACCOUNT
         pki = LabPKI(directory / "pki")
-        aws = self._stack.enter_context(FakeAws(pki, regions=(cfg.region,)))
+        regions = tuple(dict.fromkeys([cfg.region, *(r.region for r in cfg.resources if r.region)]))
+        aws = self._stack.enter_context(FakeAws(pki, regions=regions))
         imds = self._stack.enter_context(FakeImds(region=cfg.region, availability_zone=f"{cfg.region}a",
                                                   account_id=account))
         agent = self._stack.enter_context(FakePodIdentityAgent(account_id=account))
         if cfg.tables:
             for owner in dict.fromkeys([MOTO_DEFAULT_ACCOUNT, account]):
                 aws.create_tables(cfg.tables, region=cfg.region, account_id=owner)
+        if cfg.resources:
+            aws.create_resources(cfg.resources, cfg.region, tuple(dict.fromkeys([MOTO_DEFAULT_ACCOUNT, account])))
         return _Fakes(aws, imds, agent, pki.ca_bundle_path, cfg.imds_address)
 
     def _environment(self) -> dict[str, str]:
