@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -218,6 +219,36 @@ def botocore_puts_a_container_document_in_its_error(world: World, stack: ExitSta
     yield lambda: [AGENT_ENV_TOKEN, *values_of(DOCUMENT_CREDENTIALS)]
 
 
+SECRET_VALUE = "SecretsManagerValuePLANTED-9c1f7e2a4b6d8f0a"
+PARAMETER_VALUE = "SsmParameterValuePLANTED-3e5a7c9b1d2f4a6c"
+
+
+@contextmanager
+def secret_and_parameter_values(world: World, _stack: ExitStack) -> Iterator[Planted]:
+    """The app's secret and parameter hold values: checking them must never fetch one."""
+    import botocore.session
+
+    world.static_keys()
+    session = botocore.session.Session()
+
+    def client(service: str) -> Any:
+        return session.create_client(service, region_name=REGION, endpoint_url=world.aws.endpoint_url,
+                                     verify=str(world.aws.pki.ca_bundle_path),
+                                     aws_access_key_id=ENV_KEY_ID, aws_secret_access_key=ENV_SECRET_KEY)
+
+    logging.disable(logging.CRITICAL)  # the test's own setup sends the values: not egress-doctor's logs
+    try:
+        client("secretsmanager").create_secret(Name="billing/db", SecretString=SECRET_VALUE)
+        client("ssm").put_parameter(Name="/billing/db-url", Value=PARAMETER_VALUE, Type="SecureString")
+    finally:
+        logging.disable(logging.NOTSET)
+    world.aws.clear_requests()
+    footprint = world.tmp / "footprint.yaml"
+    footprint.write_text("secrets: [billing/db]\nparameters: [/billing/db-url]\n")
+    world.use(EGRESS_DOCTOR_CONFIG=str(footprint))
+    yield lambda: [ENV_KEY_ID, ENV_SECRET_KEY, ENV_SESSION_TOKEN, SECRET_VALUE, PARAMETER_VALUE]
+
+
 SCENARIOS: list[Scenario] = [
     env_keys,
     shared_credentials_file,
@@ -228,6 +259,7 @@ SCENARIOS: list[Scenario] = [
     imds_document_cut_short,
     botocore_logs_an_imds_document,
     botocore_puts_a_container_document_in_its_error,
+    secret_and_parameter_values,
 ]
 
 
@@ -271,3 +303,14 @@ def test_irsa_scenario_really_received_keys_from_sts(monkeypatch, tmp_path, capl
     run = run_scenario(irsa, "json", monkeypatch, tmp_path, caplog)
     assert run.code == 0
     assert len(run.planted) == 4, "moto issued no credentials: the IRSA path was not exercised"
+
+
+def test_checking_a_secret_and_a_parameter_never_asks_for_their_values(monkeypatch, tmp_path):
+    with aws_world(monkeypatch, tmp_path) as world, ExitStack() as stack, \
+            secret_and_parameter_values(world, stack):
+        result = run_cli("check", "-o", "json", "-v")
+        operations = {r.operation for r in world.aws.requests}
+    assert result.code == 0, result.stdout[-2000:]
+    assert {"DescribeSecret", "DescribeParameters"} <= operations
+    assert not operations & {"GetSecretValue", "BatchGetSecretValue", "GetParameter", "GetParameters",
+                             "GetParametersByPath"}
