@@ -245,7 +245,11 @@ class Redactor:
     def __init__(self, secrets: Iterable[str | bytes | None] = ()) -> None:
         self._lock = threading.Lock()
         self._forms: frozenset[str] = frozenset()
+        # The pattern of the known forms, compiled when first needed after a change: a run learns
+        # several secrets (keys, a token, what STS hands back) before it prints anything, and a
+        # pattern of long literals costs tens of milliseconds to compile.
         self._known: re.Pattern[str] | None = None
+        self._stale = False
         for secret in secrets:
             self.add_secret(secret)
 
@@ -265,7 +269,18 @@ class Redactor:
             forms = self._forms | encoded_forms(text)
             if forms != self._forms:
                 self._forms = frozenset(forms)
-                self._known = _compile_known(forms)
+                self._stale = True
+
+    def _pattern(self) -> re.Pattern[str] | None:
+        """The pattern of every known form, compiled now if a secret was added since."""
+        with self._lock:
+            return self._pattern_locked()
+
+    def _pattern_locked(self) -> re.Pattern[str] | None:
+        if self._stale:
+            self._known = _compile_known(self._forms)
+            self._stale = False
+        return self._known
 
     def fresh(self) -> Redactor:
         """A new redactor that knows what this one knows now, and learns on its own from here.
@@ -274,7 +289,7 @@ class Redactor:
         pile up in the process's redactor, while secrets known at start stay known."""
         copy = Redactor()
         with self._lock:
-            copy._forms, copy._known = self._forms, self._known
+            copy._forms, copy._known = self._forms, self._pattern_locked()
         return copy
 
     @property
@@ -284,7 +299,7 @@ class Redactor:
 
     def redact(self, text: str) -> str:
         """Return `text` with known values and secret-looking patterns replaced. Pure, idempotent."""
-        known = self._known  # one atomic read: a concurrent add_secret cannot tear it
+        known = self._pattern()  # one consistent pattern: a concurrent add_secret cannot tear it
         out = redact_patterns(known.sub(_sub_known, text) if known else text)
         rounds = 1
         while known is not None and rounds < self._MAX_ROUNDS and known.search(out):

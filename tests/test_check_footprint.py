@@ -164,13 +164,13 @@ def test_each_services_client_is_built_once_whatever_the_number_of_resources(
     from egress_doctor.aws.session import ProbeSession
 
     built: list[tuple[str, Any]] = []
-    original = ProbeSession.client
+    original = ProbeSession._new_client
 
-    def counting(self: ProbeSession, service: str, region: str | None, *args: Any, **kwargs: Any) -> Any:
+    def counting(self: ProbeSession, service: str, region: str | None, *args: Any) -> Any:
         built.append((service, region))
-        return original(self, service, region, *args, **kwargs)
+        return original(self, service, region, *args)
 
-    monkeypatch.setattr(ProbeSession, "client", counting)
+    monkeypatch.setattr(ProbeSession, "_new_client", counting)
     world.aws.create_resources([parse("bucket", "logs-archive")], REGION)
     result = run_cli("check", "-o", "json", "--bucket", "invoice-archive", "--bucket", "logs-archive",
                      "--service", "s3", "--secret", "billing/db", "--secret", "nope")

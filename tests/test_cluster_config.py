@@ -151,3 +151,10 @@ def test_flags_choose_the_kubeconfig_even_in_a_pod(pki: Pki, tmp_path: Path) -> 
         environ = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(port)}
         result = read_cluster(ClusterOptions(kubeconfig=str(kubeconfig), pod_name=POD), environ=environ)
     assert result.errors == [] and result.server == api.url
+
+
+def test_the_check_parsers_default_istio_namespace_is_the_readers() -> None:
+    from egress_doctor.commands import cluster
+    from egress_doctor.sources import kube
+
+    assert cluster.ISTIO_NAMESPACE == kube.ISTIO_NAMESPACE

@@ -312,3 +312,26 @@ def test_a_long_running_serve_does_not_pile_up_every_runs_fresh_irsa_credentials
     assert len({id(r) for r in seen}) == 3, "each run gets its own redactor"
     assert seen[0].redact(first_runs_key) == MARK
     assert seen[2].redact(first_runs_key) == first_runs_key, "run 3 must not carry run 1's credentials"
+
+
+def test_serve_builds_each_services_client_once_while_the_credentials_stay_the_same(
+        world, service_factory, monkeypatch):
+    from egress_doctor.aws.resources import parse
+    from egress_doctor.aws.session import ProbeSession
+
+    built: list[str] = []
+    original = ProbeSession._new_client
+
+    def counting(self, service, *args):
+        built.append(service)
+        return original(self, service, *args)
+
+    monkeypatch.setattr(ProbeSession, "_new_client", counting)
+    world.aws.create_resources([parse("bucket", "invoice-archive"), parse("secret", "billing/db")])
+    service = service_factory("--bucket", "invoice-archive", "--secret", "billing/db").start(schedule=False)
+    for _ in range(3):
+        service.scheduler.run_once()
+    assert readyz(service)[0] == 200
+    assert sorted(built) == ["s3", "secretsmanager", "sts"]
+    heads = [r for r in world.aws.requests if r.service == "s3"]
+    assert len(heads) == 3  # every run still calls every service

@@ -12,7 +12,10 @@ fails; `before-parse` records status, headers and the body prefix even when pars
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import hashlib
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -85,8 +88,49 @@ class ProbeSession:
         self.session.register("before-send", self._before_send)
         self.session.register("before-parse", self._before_parse)
         self.trust = trust_of(self.session)
+        self._lock = threading.Lock()
+        self._clients: dict[tuple[Any, ...], Any] = {}
+        self._building: dict[tuple[Any, ...], threading.Lock] = {}
+
+    def preload(self, services: Sequence[str]) -> None:
+        """Read the service models and endpoint rules the run's clients will need, into the session's
+        loader (it caches them), ahead of the clients: meant for a thread started before the credential
+        step, whose network waits it fills. Best effort: a client loads whatever is still missing."""
+        loader = self.session.get_component("data_loader")
+        for service in dict.fromkeys(services):
+            try:  # as botocore's client does: the model by name, the rules by its version (no other scan)
+                loader.load_service_model(service, "service-2")
+                version = loader.determine_latest_version(service, "service-2")
+                loader.load_service_model(service, "endpoint-rule-set-1", version)
+            except Exception:  # an unknown or partial model: the client says so, not this
+                continue
 
     def client(self, service: str, region: str | None, credentials: Any = None, *, unsigned: bool = False) -> Any:
+        """The session's client for `service` in `region` with these credentials, built by the first
+        caller (others wait for it; clients are thread-safe) and kept: a session that lives across
+        runs (`serve`) builds a service's client again only when the credentials change."""
+        key = (service, region, unsigned, _fingerprint(credentials))
+        with self._lock:
+            lock = self._building.setdefault(key, threading.Lock())
+        with lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = self._new_client(service, region, credentials, unsigned)
+                with self._lock:
+                    for old in [k for k in self._clients if k[:3] == key[:3]]:  # other (older) credentials
+                        _close(self._clients.pop(old))
+                        self._building.pop(old, None)
+                    self._clients[key] = client
+        return client
+
+    def close_connections(self) -> None:
+        """Close every client's pooled connections, so that the next run dials (and probes) anew."""
+        with self._lock:
+            clients = list(self._clients.values())
+        for client in clients:
+            _close(client)
+
+    def _new_client(self, service: str, region: str | None, credentials: Any, unsigned: bool) -> Any:
         from botocore import UNSIGNED
         from botocore.config import Config
 
@@ -145,6 +189,20 @@ class ProbeSession:
             body_bytes=len(raw),
             body_truncated=progress.body_truncated,
         )
+
+
+def _fingerprint(credentials: Any) -> str | None:
+    """Which credentials a client signs with, without keeping them in a key: a digest."""
+    if credentials is None:
+        return None
+    parts = (credentials.access_key, credentials.secret_key, credentials.token,
+             getattr(credentials, "account_id", None))
+    return hashlib.sha256("\0".join(str(p) for p in parts).encode()).hexdigest()
+
+
+def _close(client: Any) -> None:
+    with contextlib.suppress(Exception):  # a pool that is already closed, or half built
+        client._endpoint.http_session.close()
 
 
 class _BoundedBodySession:

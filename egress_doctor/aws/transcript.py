@@ -83,11 +83,15 @@ class TranscriptCapture:
         self,
         redactor: Redactor,
         *,
+        level: int = logging.DEBUG,
         loggers: Sequence[str] = CAPTURED_LOGGERS,
         max_records: int = MAX_RECORDS_PER_CHECK,
         max_chars: int = MAX_CHARS_PER_RECORD,
     ) -> None:
         self._redactor = redactor
+        # DEBUG keeps the transcript; above it the loggers are still owned (nothing reaches stderr)
+        # but botocore's debug calls return at once: a run that shows no transcript skips its cost.
+        self._level = level
         self._logger_names = tuple(loggers)
         self._max_records = max_records
         self._max_chars = max_chars
@@ -113,7 +117,7 @@ class TranscriptCapture:
         for name in self._logger_names:
             if any(isinstance(h, _CaptureHandler) for h in logging.getLogger(name).handlers):
                 raise RuntimeError(f"another TranscriptCapture already owns the {name!r} logger")
-        self._saved = _take_over(self._logger_names, self._handler)
+        self._saved = _take_over(self._logger_names, self._handler, self._level)
         self._active = True
         return self
 
@@ -194,14 +198,14 @@ class TranscriptCapture:
             return f"{record.name} {record.levelname} [record could not be formatted: {type(exc).__name__}]"
 
 
-def _take_over(names: Sequence[str], handler: logging.Handler) -> list[_LoggerState]:
-    """Point the named loggers (and their existing children) at `handler` only, at DEBUG."""
+def _take_over(names: Sequence[str], handler: logging.Handler, level: int) -> list[_LoggerState]:
+    """Point the named loggers (and their existing children) at `handler` only, at `level`."""
     saved: list[_LoggerState] = []
     for name in names:
         root = logging.getLogger(name)
         saved.append(_LoggerState.save(root))
         root.handlers[:] = [handler]
-        root.setLevel(logging.DEBUG)
+        root.setLevel(level)
         root.propagate = False  # the root logger's handlers would print raw records
         root.disabled = False  # dictConfig(disable_existing_loggers=True) may have disabled it
         saved.extend(_neutralise_children(name))

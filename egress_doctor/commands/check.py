@@ -34,6 +34,7 @@ def check_options(args: argparse.Namespace, env: Environment) -> Any:
         connect_timeout=validate.positive_seconds("--connect-timeout", args.connect_timeout),
         read_timeout=validate.positive_seconds("--read-timeout", args.read_timeout),
         connect_to=rules,
+        transcript=bool(getattr(args, "verbose", False)),
     )
 
 

@@ -21,22 +21,19 @@ import time
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from egress_doctor.context import Environment
 from egress_doctor.model import Finding, Report
-from egress_doctor.sources.kube import (
-    ISTIO_NAMESPACE,
-    ClusterConfigError,
-    ClusterOptions,
-    ClusterRead,
-    Problem,
-    ReadError,
-    connect,
-    narrowed,
-    read_cluster,
-)
-from egress_doctor.sources.view import MeshView
 from egress_doctor.validate import UsageError
+
+if TYPE_CHECKING:  # the reader (and the kubernetes client) load only when a cluster is read
+    from egress_doctor.sources.kube import ClusterOptions, ClusterRead
+    from egress_doctor.sources.view import MeshView
+
+# Where istiod lives unless --istio-namespace says otherwise (sources.kube.ISTIO_NAMESPACE, which
+# tests/test_cluster_config.py keeps equal: spelled out so that building the parser stays light).
+ISTIO_NAMESPACE = "istio-system"
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _GRACE = 1.0  # seconds a run waits beyond the read's own deadline before giving up on it
@@ -71,6 +68,8 @@ def cluster_options(args: argparse.Namespace, env: Environment) -> ClusterOption
     istio_namespace = getattr(args, "istio_namespace", None) or ISTIO_NAMESPACE
     if not _DNS_LABEL.match(istio_namespace):
         raise UsageError(f"--istio-namespace: {istio_namespace!r} is not a namespace name")
+    from egress_doctor.sources.kube import ClusterOptions
+
     return ClusterOptions(
         context=getattr(args, "context", None),
         kubeconfig=getattr(args, "kubeconfig", None),
@@ -96,6 +95,8 @@ def start_cluster_read(
     options = cluster_options(args, env)
     if options is None:
         return None
+    from egress_doctor.sources.kube import ClusterConfigError, connect, read_cluster
+
     connection = None
     if options.kubeconfig or options.context:
         try:
@@ -127,6 +128,9 @@ def finish_cluster_read(pending: PendingRead | None, report: Report) -> ClusterR
     """The read's result, narrowed to the hosts the probes contacted; None when nothing was read."""
     if pending is None:
         return None
+    from egress_doctor.sources.kube import ClusterRead, Problem, ReadError, narrowed
+    from egress_doctor.sources.view import MeshView
+
     try:
         read = pending.future.result(timeout=max(0.0, pending.until - time.monotonic()))
     except FutureTimeout:

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from importlib import resources
 from typing import Any
 
 from egress_doctor.context import Environment
@@ -38,6 +37,8 @@ def add_demo_parser(commands: Any) -> None:
 
 
 def scenario_path(name: str = SCENARIO) -> str:
+    from importlib import resources
+
     return str(resources.files("egress_doctor.lab") / "scenarios" / name / "istio.yaml")
 
 

@@ -97,11 +97,14 @@ def build_probe(args: argparse.Namespace, env: Environment, options: CheckOption
     from egress_doctor.commands.check import add_counter_findings, add_diagnosis
     from egress_doctor.commands.counters import AppCounters
     from egress_doctor.commands.mesh_view import admin_url
-    from egress_doctor.probes.check import run_check
+    from egress_doctor.probes.check import probe_session, run_check
 
     facts = env.facts(env.pod_namespace(args.namespace), [str(r) for r in options.connect_to])
-    # One botocore data loader for every run: service models are parsed once per process.
+    # One botocore data loader and one probe session for every run: service models are parsed once
+    # per process, and a service's client is built again only when the credentials change (IRSA
+    # gets new ones every run); connections are closed after each run, so every run dials anew.
     options = dataclasses.replace(options, data_loader=create_loader())
+    options = dataclasses.replace(options, session=probe_session(options, env.environ))
     # The sidecar's counters of the app's own traffic, read around each run (egress-doctor's excluded).
     app = AppCounters(admin_url(args, env.environ))
 

@@ -15,8 +15,6 @@ from importlib import resources
 from types import MappingProxyType
 from typing import Any
 
-import yaml
-
 LEVELS = ("error", "warning", "info")
 GROUPS = {
     "blocked": "a generic cause: the host is unknown to the sidecar's registry",
@@ -109,6 +107,8 @@ def _refined_by(value: object) -> tuple[str, ...] | None:
 
 def parse_catalogue(text: str) -> Mapping[str, Entry]:
     """Entries by code, in file order; raises CatalogueError on duplicates or disorder."""
+    import yaml  # only when a finding is rendered: a run where everything passes needs no catalogue
+
     data = yaml.safe_load(text) or {}
     entries = [_entry(raw) for raw in data.get("findings", [])]
     codes = [e.code for e in entries]

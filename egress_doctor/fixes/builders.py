@@ -21,8 +21,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
 from egress_doctor.aws.hosts import is_account_ddb_host, is_ip, is_s3_bucket_host, wildcard_of
 from egress_doctor.model import Fix
 
@@ -238,6 +236,8 @@ def pod_template_annotations_patch(annotations: dict[str, str]) -> dict[str, Any
 
 
 def patch_text(patch: dict[str, Any]) -> str:
+    import yaml  # only when a patch is printed
+
     return yaml.safe_dump(patch, sort_keys=False, default_flow_style=False)
 
 

@@ -12,6 +12,8 @@ urllib3 runs the handshake under the connect timeout (it reports a stall there a
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
 import socket
 import ssl
 import time
@@ -49,7 +51,19 @@ class LadderResult:
 
 
 def tls_context(ca_file: str) -> ssl.SSLContext:
-    """A client context like urllib3's for botocore: its defaults, trust = `ca_file` only."""
+    """A client context like urllib3's for botocore: its defaults, trust = `ca_file` only.
+
+    One per bundle (and version of the file), shared: loading a bundle such as certifi's costs
+    milliseconds, and every probe of every run would load it again. Contexts are thread-safe."""
+    try:
+        version = os.stat(ca_file).st_mtime_ns
+    except OSError:
+        version = 0  # loading it fails below, as it must
+    return _tls_context(ca_file, version)
+
+
+@functools.lru_cache(maxsize=8)
+def _tls_context(ca_file: str, _version: int) -> ssl.SSLContext:
     context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
     context.load_verify_locations(cafile=ca_file)
     context.check_hostname = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from egress_doctor.probes import api, credentials, registry
 from egress_doctor.probes.plan import Footprint, PlannedCall, plan_calls
 from egress_doctor.probes.predict import predicted_target
 from egress_doctor.probes.progress import CheckProgress
-from egress_doctor.probes.run import Run
+from egress_doctor.probes.run import Run, run_in_thread
 from egress_doctor.redact import Redactor
 from egress_doctor.validate import UsageError
 
@@ -42,12 +43,17 @@ class CheckOptions:
     connect_timeout: float = 2.0
     read_timeout: float = 3.0
     connect_to: list[ConnectTo] = field(default_factory=list)
+    # Keep the boto3 debug transcript (for -v); without it botocore's debug logging costs nothing.
+    transcript: bool = True
     # botocore's data loader, shared between runs by `serve`: service models and endpoint rules
     # are then read once per process instead of once per run (default: a new one per run).
     data_loader: Any = None
     # When the run's deadline expires (time.monotonic()), if it started before the probes (the
     # command's start); default: `deadline` seconds from the probes' start.
     deadline_at: float | None = None
+    # A ProbeSession shared between runs by `serve` (probe_session()): its clients are kept while
+    # the credentials stay the same, their connections closed after each run (default: a new one).
+    session: Any = None
 
 
 def seed_redactor(redactor: Redactor, environ: Mapping[str, str]) -> None:
@@ -108,6 +114,13 @@ def _refuse_bad_region(session: Any, environ: Mapping[str, str]) -> None:
     validate.region(str(value), source)
 
 
+def probe_session(options: CheckOptions, environ: Mapping[str, str]) -> ProbeSession:
+    """The bounded, observed botocore session of `options` (what a run makes when given none)."""
+    limits = Limits(connect_timeout=options.connect_timeout, read_timeout=options.read_timeout)
+    return ProbeSession(limits, ConnectToMap(options.connect_to), lambda s: botocore_trust(s, dict(environ)),
+                        data_loader=options.data_loader)
+
+
 def run_check(options: CheckOptions, environ: Mapping[str, str], facts: RunFacts, redactor: Redactor) -> Report:
     started = time.monotonic()
     started_at = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
@@ -115,11 +128,8 @@ def run_check(options: CheckOptions, environ: Mapping[str, str], facts: RunFacts
     install()
     seed_redactor(redactor, environ)
     connect_to = ConnectToMap(options.connect_to)
-    limits = Limits(connect_timeout=options.connect_timeout, read_timeout=options.read_timeout)
-    with TranscriptCapture(redactor) as capture:
-        session = ProbeSession(
-            limits, connect_to, lambda s: botocore_trust(s, dict(environ)), data_loader=options.data_loader
-        )
+    with TranscriptCapture(redactor, level=logging.DEBUG if options.transcript else logging.WARNING) as capture:
+        session = options.session or probe_session(options, environ)
         plan = plan_or_refuse(session.session, environ, options.region)
         plan.identity.warnings += table_region_notes(options.footprint, plan.identity.region)
         # An unknown --service is a usage error here, before anything is sent.
@@ -134,6 +144,9 @@ def run_check(options: CheckOptions, environ: Mapping[str, str], facts: RunFacts
             deadline=deadline,
             per_check_seconds=2 * options.connect_timeout + 2 * options.read_timeout + 0.5,
         )
+        # The API clients' models load while the credential step waits on the network (STS's own
+        # model is the credential step's first need: it loads it itself).
+        run_in_thread(lambda: session.preload([c.service for c in planned if c.service != "sts"]), "preload")
         worker = run.thread(lambda: _execute(run, plan, planned), "egress-doctor-run")
         worker.join(max(0.0, deadline - time.monotonic()))
         # The worker stops waiting for stage 2 at the deadline too: ask every check's thread.
@@ -142,6 +155,7 @@ def run_check(options: CheckOptions, environ: Mapping[str, str], facts: RunFacts
             run.abort_all()
             # Aborted checks finish at once with what they saw (the layer they were stuck in).
             run.join_all(ABORT_GRACE_SECONDS)
+        session.close_connections()  # a kept session's next run dials anew, as a new one would
         if run.crashes:
             raise run.crashes[0]
         checks = _collect(run, planned, expired, capture)

@@ -55,9 +55,6 @@ class Run:
         self._threads: list[threading.Thread] = []
         self._recorders: list[DialRecorder] = []
         self._lock = threading.Lock()
-        # One botocore client per (service, region, unsigned), built by the first check that needs it.
-        self._clients: dict[tuple[str, str | None, bool], Any] = {}
-        self._client_locks: dict[tuple[str, str | None, bool], threading.Lock] = {}
 
     @property
     def region(self) -> str | None:
@@ -68,17 +65,8 @@ class Run:
         return self.board.add(CheckProgress(id=check_id, title=title, subject=subject, deadline=budget))
 
     def client(self, service: str, region: str | None, credentials: Any, *, unsigned: bool = False) -> Any:
-        """The run's client for `service` in `region`: built once (clients are thread-safe), by the
-        first caller; others wait for it. Every API call of a run is signed with the same credentials."""
-        key = (service, region, unsigned)
-        with self._lock:
-            lock = self._client_locks.setdefault(key, threading.Lock())
-        with lock:
-            client = self._clients.get(key)
-            if client is None:
-                client = self.session.client(service, region, credentials, unsigned=unsigned)
-                self._clients[key] = client
-        return client
+        """The client for `service` in `region`: built once per run (or per process: ProbeSession)."""
+        return self.session.client(service, region, credentials, unsigned=unsigned)
 
     def register_credentials(self, credentials: Any) -> None:
         """Every secret part of botocore credentials becomes a known value for the run's redactor."""

@@ -7,30 +7,32 @@ command that applies them, so the stream stays valid input for `kubectl apply`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
-
-import yaml
 
 from egress_doctor.model import Fix
 
 TOP_LEVEL_ORDER = ("apiVersion", "kind", "metadata", "spec")
 
 
-class _Dumper(yaml.SafeDumper):
-    """Block style, and lists indented under their key (what kubectl users expect to read)."""
+@functools.cache
+def _dumper() -> Any:
+    """yaml's SafeDumper with block style and lists indented under their key (what kubectl users
+    expect to read); built on first use: a run with nothing to fix never imports yaml."""
+    import yaml
 
-    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
-        super().increase_indent(flow, False)
+    class Dumper(yaml.SafeDumper):
+        def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+            super().increase_indent(flow, False)
 
+    def quoted_wildcards(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+        """Double-quote the namespace wildcards ("." and "*"): plain, they read like YAML syntax."""
+        style = '"' if value in (".", "*", "~") else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
-def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    """Double-quote the namespace wildcards ("." and "*"): plain, they read like YAML syntax."""
-    style = '"' if value in (".", "*", "~") else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_Dumper.add_representer(str, _str)
+    Dumper.add_representer(str, quoted_wildcards)
+    return Dumper
 
 
 def ordered(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -45,7 +47,9 @@ def comment_block(text: str) -> str:
 
 
 def dump(manifest: dict[str, Any]) -> str:
-    return yaml.dump(ordered(manifest), Dumper=_Dumper, sort_keys=False, default_flow_style=False,
+    import yaml
+
+    return yaml.dump(ordered(manifest), Dumper=_dumper(), sort_keys=False, default_flow_style=False,
                      allow_unicode=True, width=1000)
 
 
