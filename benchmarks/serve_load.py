@@ -1,13 +1,14 @@
 """Print what `egress-doctor serve` costs: memory over many runs, CPU per run, `/readyz` latency
 under a burst. Figures only: nothing here asserts a time.
 
-    .venv/bin/python benchmarks/serve_load.py [--runs 100] [--burst 200] [--rounds 5] [--irsa]
+    .venv/bin/python benchmarks/serve_load.py [--runs 100] [--burst 200] [--rounds 5] [--irsa] [--services]
 
 Everything stays on loopback: the lab's fake AWS (moto over TLS) runs in a child process, so
 that `resource.getrusage` in this process counts only egress-doctor's own work; the service is
 built exactly as `egress-doctor serve` builds it, with static keys and every HTTPS connection
 steered to the fake by a connect-to rule. Bounded: --runs runs at an interval of 10 ms, then
---rounds bursts of --burst concurrent requests, each wait capped at WAIT seconds.
+--rounds bursts of --burst concurrent requests, each wait capped at WAIT seconds. --services: the
+footprint of six services (STS, DynamoDB, S3, SQS, Secrets Manager, KMS) instead of STS + DynamoDB.
 """
 
 from __future__ import annotations
@@ -38,11 +39,22 @@ WAIT = 120.0  # seconds: a cap on any single wait, so the benchmark always ends
 WARM_UP_RUNS = 10
 
 
-def serve_fakes(conn: Any, directory: str) -> None:
+# --services: what each run checks beyond STS (and the resources the fake AWS then holds).
+FOOTPRINT = ("--table", "invoices", "--bucket", "invoice-archive", "--queue", "billing-events",
+             "--secret", "billing/db", "--key", "alias/billing")
+
+
+def serve_fakes(conn: Any, directory: str, services: bool) -> None:
     """Child process: the fake AWS on 127.0.0.1 until the parent says stop."""
-    from egress_doctor.lab.fakes import FakeAws, LabPKI
+    from egress_doctor.aws.resources import parse
+    from egress_doctor.lab.fakes import MOTO_DEFAULT_ACCOUNT, FakeAws, LabPKI
 
     with FakeAws(LabPKI(Path(directory))) as aws:
+        if services:
+            kinds = {"--table": "table", "--bucket": "bucket", "--queue": "queue", "--secret": "secret",
+                     "--key": "key"}
+            resources = [parse(kinds[flag], value) for flag, value in zip(FOOTPRINT[::2], FOOTPRINT[1::2], strict=True)]
+            aws.create_resources(resources, accounts=(MOTO_DEFAULT_ACCOUNT, "444455556666"))
         conn.send((aws.port, str(aws.pki.ca_bundle_path)))
         conn.recv()
 
@@ -74,8 +86,11 @@ def use_fake_aws(port: int, ca_bundle: str, directory: str, irsa: bool) -> None:
         )
 
 
+SERVE_EXTRA: list[str] = []  # the footprint options, with --services
+
+
 def make_service(interval: str) -> ReadinessService:
-    args = build_parser().parse_args(["serve", "--listen", "127.0.0.1:0", "--interval", interval])
+    args = build_parser().parse_args(["serve", "--listen", "127.0.0.1:0", "--interval", interval, *SERVE_EXTRA])
     return build_service(args, Environment(stdout=io.StringIO(), stderr=io.StringIO()), Redactor())
 
 
@@ -184,13 +199,17 @@ def main() -> int:
     parser.add_argument("--burst", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--irsa", action="store_true", help="IRSA instead of static keys (one more STS call per run)")
+    parser.add_argument("--services", action="store_true",
+                        help="six services a run (STS, DynamoDB, S3, SQS, Secrets Manager, KMS), not two")
     args = parser.parse_args()
     credentials = "IRSA" if args.irsa else "static keys"
-    print(f"egress-doctor serve, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {credentials}")
+    checked = "STS, DynamoDB, S3, SQS, Secrets Manager, KMS" if args.services else "STS, DynamoDB"
+    SERVE_EXTRA[:] = FOOTPRINT if args.services else []
+    print(f"egress-doctor serve, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {credentials}; {checked}")
     with tempfile.TemporaryDirectory(prefix="serve-load-") as directory:
         context = multiprocessing.get_context("spawn")
         ours, theirs = context.Pipe()
-        fakes = context.Process(target=serve_fakes, args=(theirs, directory), daemon=True)
+        fakes = context.Process(target=serve_fakes, args=(theirs, directory, args.services), daemon=True)
         fakes.start()
         try:
             if not ours.poll(WAIT):
