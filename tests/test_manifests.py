@@ -346,3 +346,19 @@ def test_the_schema_check_is_strict_so_a_misspelt_field_fails():
     job["spec"]["template"]["spec"]["containers"][0]["securityContext"]["runAsNonroot"] = True
     with pytest.raises(kubernetes_validate.ValidationError, match="runAsNonroot"):
         kubernetes_validate.validate(job, KUBERNETES_VERSION, strict=True)
+
+
+def test_the_example_footprint_is_one_our_parser_accepts_and_the_job_and_serve_read_it():
+    from egress_doctor.commands.footprint import ENV_CONFIG, parse_footprint
+
+    configmap = the("footprint.yaml", "ConfigMap")
+    footprint = parse_footprint(configmap["data"]["footprint.yaml"])
+    assert footprint.resources
+    pods = [the("job.yaml", "Job")["spec"]["template"]["spec"],
+            the("readiness.yaml", "Deployment")["spec"]["template"]["spec"]]
+    for pod in pods:
+        [volume] = [v for v in pod["volumes"] if v.get("configMap", {}).get("name") == configmap["metadata"]["name"]]
+        [container] = [c for c in pod["containers"] if c["name"] == "egress-doctor"]
+        [mount] = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env[ENV_CONFIG] == f"{mount['mountPath']}/footprint.yaml"
