@@ -141,6 +141,6 @@ def _pass_reason(run: Run, progress: CheckProgress, call: PlannedCall, response:
     if call.id == "dynamodb.describe-table":
         status = (response.get("Table") or {}).get("TableStatus", "?")
         return f"table {call.resource.name if call.resource else call.subject} is {status}"
-    if call.subject:
-        return f"{call.resource.kind if call.resource else 'resource'} {call.subject} answered"
+    if call.resource is not None:
+        return f"{call.resource.kind.replace('-', ' ')} {call.resource.name} answered"
     return "answered"
