@@ -66,12 +66,14 @@ class MeshPod:
 @contextmanager
 def mesh_pod(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pki: Pki, objects: str, mesh: Mapping[str, Any],
              namespace: str = "payments", credentials: str = "irsa",
-             labels: Mapping[str, str] | None = None, imds_address: str | None = None) -> Iterator[MeshPod]:
+             labels: Mapping[str, str] | None = None, imds_address: str | None = None,
+             egress_gateway: bool = False, enforce: bool = False) -> Iterator[MeshPod]:
     manifests = docs(objects)
     mesh_config, _ = parse_mesh_config(yaml.safe_dump(dict(mesh)))
     config = LabConfig(objects=tuple(manifests), mode=Mode(mesh_config.outbound_traffic_policy), namespace=namespace,
                        credentials=credentials, account_id=ACCOUNT, tables=("orders",), labels=labels,  # type: ignore[arg-type]
-                       mesh_config=mesh_config, imds_address=imds_address)
+                       mesh_config=mesh_config, imds_address=imds_address, egress_gateway=egress_gateway,
+                       enforce=enforce)
     routes = routes_for_objects(manifests, mesh, namespace, POD_NAME, labels)
     with Lab(config) as lab, FakeApiServer(routes, tls=pki.ca) as api:
         environ = lab.command_env()

@@ -82,6 +82,11 @@ def _options(parser: argparse.ArgumentParser) -> None:
                                 dest=option.flag.lstrip("-").replace("-", "_"),
                                 help=f"{option.help.split(':')[0]} that exists (repeatable; in the ARN's region, "
                                 "else --region)")
+    parser.add_argument("--egress-gateway", action="store_true",
+                        help="run a second Envoy as istio-egressgateway (namespace istio-system, labels "
+                        "istio: egressgateway), configured from the Gateways and VirtualServices bound to it")
+    parser.add_argument("--enforce", action="store_true",
+                        help="only the egress gateway may leave: the sidecar's own connections to AWS are refused")
 
 
 def config_from_args(args: argparse.Namespace) -> LabConfig:
@@ -94,7 +99,8 @@ def config_from_args(args: argparse.Namespace) -> LabConfig:
     return LabConfig(
         files=tuple(args.filename), mode=Mode(args.mode), namespace=args.namespace, region=args.region,
         account_id=args.account_id, credentials=args.credentials, tables=tuple(args.table),
-        resources=resources, sidecar_ready=not args.sidecar_not_ready,
+        resources=resources, sidecar_ready=not args.sidecar_not_ready, egress_gateway=args.egress_gateway,
+        enforce=args.enforce,
     )
 
 
@@ -164,6 +170,8 @@ def describe(lab: Lab) -> str:
     """Shell lines: the environment to export and the equivalent --connect-to flags."""
     cfg = lab.config
     state = f"Envoy admin {lab.admin_url}" if lab.admin_url else "no sidecar (--sidecar-not-ready)"
+    if lab.gateway is not None:
+        state += f"; egress gateway admin {lab.gateway.admin_url}" + (", enforced" if cfg.enforce else "")
     lines = [f"# egress-doctor lab: Istio {cfg.istio_version} sidecar, {cfg.mode}, "
              f"namespace {cfg.namespace}; "
              f"{state}; up in {lab.bringup_seconds:.2f}s"]

@@ -71,6 +71,8 @@ def _service_cluster(cluster: Cluster, svc: Service, port: ServicePort, upstream
 
 def _targets(svc: Service, port: ServicePort, upstreams: Upstreams) -> list[Endpoint]:
     """Where the lab sends what istiod would send to the service's endpoints or original dst."""
+    if (served_here := upstreams.services.get(f"{svc.hostname}:{port.number}")) is not None:
+        return [served_here]
     original_dst = svc.resolution is Resolution.NONE
     if original_dst or (not svc.endpoints and svc.resolution is not Resolution.STATIC):
         for address in svc.addresses:

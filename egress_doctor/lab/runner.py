@@ -13,9 +13,7 @@ whatever happened (exceptions, KeyboardInterrupt, SIGTERM turned into SystemExit
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import json
 import os
 import shutil
 import subprocess
@@ -31,14 +29,14 @@ from egress_doctor.istio.objects import IstioObject, MeshConfig, Mode
 from egress_doctor.istio.parse import load_files, parse_documents
 from egress_doctor.istio.scope import Proxy, Scope, proxy_scope
 from egress_doctor.lab.envoy import EnvoyError, EnvoyProcess, static_bootstrap, validate, write_dynamic
+from egress_doctor.lab.gateway import GatewayEnvoy, sidecar_upstreams, with_gateway_service
+from egress_doctor.lab.pod_env import DEFAULT_ACCOUNT, credential_environment
 from egress_doctor.lab.ports import LOOPBACK, allocate_ports, connect_to_rules
 from egress_doctor.lab.translate import ISTIO_VERSION, EnvoyResources, LabPorts, translate
 from egress_doctor.lab.upstreams import LINK_LOCAL_STANDINS, Endpoint, Upstreams
 
 CredentialMode = Literal["env", "irsa", "imds", "pod-identity"]
 CREDENTIAL_MODES: tuple[CredentialMode, ...] = ("env", "irsa", "imds", "pod-identity")
-DEFAULT_ACCOUNT = "111122223333"  # used for role ARNs and the agents when --account-id is absent
-ROLE_NAME = "egress-doctor-lab"
 ENV_ADMIN_URL = "EGRESS_DOCTOR_ADMIN_URL"  # where the lab's Envoy admin answers (15000 in a pod)
 
 
@@ -65,6 +63,9 @@ class LabConfig:
     imds_address: str | None = None
     # meshConfig.accessLogEncoding with accessLogFile /dev/stdout: "TEXT", "JSON"; None: logging off
     access_log: str | None = "TEXT"
+    # a second Envoy as istio-egressgateway (istio-system, `istio: egressgateway`); lab.gateway
+    egress_gateway: bool = False
+    enforce: bool = False  # only the gateway may leave: the sidecar's direct connections to AWS refused
 
     def mesh(self) -> MeshConfig:
         if self.mesh_config is None:
@@ -108,6 +109,7 @@ class Lab:
     fakes: _Fakes | None = None
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     _envoy: EnvoyProcess | None = None
+    gateway: GatewayEnvoy | None = None
     _objects: list[IstioObject] = field(default_factory=list)
     _generation: int = 0
 
@@ -133,6 +135,9 @@ class Lab:
             self._stack.callback(shutil.rmtree, self.directory, True)
             self.fakes = self._start_fakes(self.directory)
             self.ports = allocate_ports()
+            if self.config.egress_gateway:
+                self.gateway = GatewayEnvoy(self.directory)
+                self._stack.callback(self.gateway.stop)
             if self.config.sidecar_ready:
                 self._launch()
             else:
@@ -194,14 +199,23 @@ class Lab:
         return list(self._objects)
 
     def _scope(self, objects: Sequence[IstioObject]) -> Scope:
-        return proxy_scope(objects, Proxy(self.config.namespace, self.config.labels), self.config.mesh())
+        model = with_gateway_service(objects) if self.config.egress_gateway else list(objects)
+        return proxy_scope(model, Proxy(self.config.namespace, self.config.labels), self.config.mesh())
+
+    def _sidecar_upstreams(self) -> Upstreams:
+        assert self.fakes
+        upstreams, gateway = self.fakes.upstreams(), self.gateway
+        if gateway is None and not self.config.enforce:
+            return upstreams
+        services = gateway.service_endpoints(with_gateway_service(self._objects)) if gateway else {}
+        return sidecar_upstreams(upstreams, services, self.config.enforce)
 
     def _launch(self) -> None:
         """Translate and (re)start Envoy. A running Envoy is only replaced by a config that
         `envoy --mode validate` accepts, so a bad reconfigure leaves the lab as it was."""
         assert self.directory and self.ports and self.fakes
         scope = self._scope(self._objects)
-        resources = translate(scope, self.ports, self.fakes.upstreams(), self.config.istio_version,
+        resources = translate(scope, self.ports, self._sidecar_upstreams(), self.config.istio_version,
                               self.config.assume_http_80, self.config.access_log)
         self._generation += 1
         if self._envoy is not None:
@@ -210,6 +224,9 @@ class Lab:
                 raise EnvoyError(f"Envoy refused the new configuration; the lab keeps the old one:\n"
                                  f"{checked.output}")
         bootstrap = write_dynamic(resources, self.directory / f"envoy-{self._generation}")
+        if self.gateway is not None:
+            self.gateway.launch(with_gateway_service(self._objects), self.config.mesh(), self.fakes.upstreams(),
+                                self.config.istio_version, self.config.access_log)
         if self._envoy is not None:
             self._envoy.stop()
             self._envoy = None
@@ -318,47 +335,3 @@ def _parsed(objects: Iterable[IstioObject | Mapping[str, Any]], namespace: str) 
 
 def _key(obj: IstioObject) -> tuple[str, str, str]:
     return (obj.meta.kind, obj.meta.namespace, obj.meta.name)
-
-
-# ---- credentials ---------------------------------------------------------------------------------
-
-
-def credential_environment(cfg: LabConfig, directory: Path, http_port: int, agent: Any) -> dict[str, str]:
-    """Exactly the AWS variables a pod gets in each credential mode (EKS webhooks / the SDK docs)."""
-    account = cfg.account_id or DEFAULT_ACCOUNT
-    if cfg.credentials == "env":
-        from egress_doctor.lab.fakes import LabCredentials
-
-        creds = LabCredentials.generate()
-        env = {"AWS_ACCESS_KEY_ID": creds.access_key_id, "AWS_SECRET_ACCESS_KEY": creds.secret_access_key,
-               "AWS_SESSION_TOKEN": creds.token}
-        if cfg.account_id:
-            env["AWS_ACCOUNT_ID"] = cfg.account_id
-        return env
-    if cfg.credentials == "irsa":
-        token = directory / "eks.amazonaws.com" / "serviceaccount" / "token"
-        token.parent.mkdir(parents=True, exist_ok=True)
-        token.write_text(_jwt(cfg.region, cfg.namespace), encoding="utf-8")
-        return {"AWS_ROLE_ARN": f"arn:aws:iam::{account}:role/{ROLE_NAME}",
-                "AWS_WEB_IDENTITY_TOKEN_FILE": str(token)}
-    if cfg.credentials == "pod-identity":
-        token = directory / "pods.eks.amazonaws.com" / "serviceaccount" / "eks-pod-identity-token"
-        token.parent.mkdir(parents=True, exist_ok=True)
-        agent.write_token_file(token)
-        standin = LINK_LOCAL_STANDINS["169.254.170.23"]
-        return {"AWS_CONTAINER_CREDENTIALS_FULL_URI": f"http://{standin}:{http_port}/v1/credentials",
-                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": str(token),
-                "AWS_STS_REGIONAL_ENDPOINTS": "regional"}
-    return {}  # imds: the SDK finds the instance role itself
-
-
-def _jwt(region: str, namespace: str) -> str:
-    """A JWT-shaped projected service-account token (unsigned; moto does not verify it)."""
-    def part(body: dict[str, Any]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(body).encode()).rstrip(b"=").decode()
-
-    now = int(time.time())
-    claims = {"aud": ["sts.amazonaws.com"], "exp": now + 86400, "iat": now,
-              "iss": f"https://oidc.eks.{region}.amazonaws.com/id/EGRESSDOCTORLAB",
-              "sub": f"system:serviceaccount:{namespace}:default"}
-    return f"{part({'alg': 'RS256', 'kid': 'lab'})}.{part(claims)}.{part({'sig': 'lab'})}"

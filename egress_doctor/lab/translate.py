@@ -90,13 +90,13 @@ def translate(scope: Scope, ports: LabPorts, upstreams: Upstreams, istio_version
 
 
 def translate_gateway(scope: Scope, ports: LabPorts, upstreams: Upstreams,
-                      listener_ports: Mapping[tuple[str, int], int], istio_version: str = ISTIO_VERSION
-                      ) -> EnvoyResources:
+                      listener_ports: Mapping[tuple[str, int], int], istio_version: str = ISTIO_VERSION,
+                      access_log: str | None = "TEXT") -> EnvoyResources:
     """An egress gateway's configuration (istio.gateway_proxy), each listener on the loopback port
     `listener_ports` names (a gateway's listeners bind their ports; there is no capture)."""
     node = _node(scope, ports, istio_version)
     node["id"] = node["id"].replace("sidecar~", "router~", 1)
-    return render(build_gateway(scope), scope, ports, upstreams, node, listener_ports)
+    return render(build_gateway(scope), scope, ports, upstreams, node, listener_ports, access_log)
 
 
 def render(config: ProxyConfig, scope: Scope, ports: LabPorts, upstreams: Upstreams, node: Json,

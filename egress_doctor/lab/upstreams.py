@@ -6,8 +6,8 @@ of these; nothing leaves the machine.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from egress_doctor.aws.hosts import GLOBAL, classify, is_s3_bucket_host, partitions
 
@@ -51,6 +51,8 @@ class Upstreams:
     serves: Callable[[str], bool] = is_aws_host  # which names "resolve" to the fake AWS
     ca_bundle: str = ""  # what the fake AWS is signed by: stands in for the system roots
     imds_address: str = "169.254.169.254"  # where the app's AWS_EC2_METADATA_SERVICE_ENDPOINT points
+    # in-mesh Services the lab runs (the egress gateway): "<host>:<service port>" → where its pods listen
+    services: Mapping[str, Endpoint] = field(default_factory=dict)
 
     def for_ip(self, ip: str) -> Endpoint | None:
         if ip in ("169.254.169.254", self.imds_address):
