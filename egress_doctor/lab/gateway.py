@@ -15,6 +15,7 @@ port, while the gateway's reach the fake AWS.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -40,9 +41,12 @@ def with_gateway_service(objects: Sequence[IstioObject]) -> list[IstioObject]:
     return [*objects, *assumed_services(tuple(objects))]
 
 
-def closed_port() -> int:
-    """A loopback port nothing listens on: a connection to it is refused."""
-    return free_port()
+def closed_port() -> tuple[int, socket.socket]:
+    """A loopback port nothing listens on — a connection to it is refused — and the socket that
+    holds it (bound, never listening) so that nothing else takes it while the lab runs."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind((LOOPBACK, 0))
+    return int(sock.getsockname()[1]), sock
 
 
 @dataclass
@@ -56,6 +60,7 @@ class GatewayEnvoy:
     resources: EnvoyResources | None = None
     _envoy: EnvoyProcess | None = None
     _generation: int = 0
+    _held: list[socket.socket] = field(default_factory=list)
 
     @property
     def admin_url(self) -> str:
@@ -87,8 +92,10 @@ class GatewayEnvoy:
         scope = proxy_scope(objects, gateway_proxy(), mesh)
         ports = {key: self._port(key) for key in build_gateway(scope).listeners}
         # translate binds a 0.0.0.0 listener on 80 / 443 to LabPorts.http / .tls: the same table
+        if not self._held:
+            self._held.append(closed_port()[1])
         lab_ports = LabPorts(http=self._port(("0.0.0.0", 80)), tls=self._port(("0.0.0.0", 443)),
-                             catch_all=closed_port(), admin=self.admin)
+                             catch_all=int(self._held[0].getsockname()[1]), admin=self.admin)
         resources = translate_gateway(scope, lab_ports, upstreams, ports, istio_version, access_log)
         self.stop()
         self.scope, self.resources = scope, resources
@@ -117,9 +124,15 @@ class GatewayEnvoy:
         if envoy is not None:
             envoy.stop()
 
+    def close(self) -> None:
+        self.stop()
+        for sock in self._held:
+            sock.close()
+        self._held.clear()
 
-def sidecar_upstreams(upstreams: Upstreams, services: dict[str, Endpoint], enforce: bool) -> Upstreams:
-    """What the sidecar reaches: the gateway's Service on the gateway Envoy; with `enforce`, AWS
-    directly not at all (a closed port: connection refused)."""
-    aws = Endpoint(LOOPBACK, closed_port()) if enforce else upstreams.aws
+
+def sidecar_upstreams(upstreams: Upstreams, services: dict[str, Endpoint], refused: int | None) -> Upstreams:
+    """What the sidecar reaches: the gateway's Service on the gateway Envoy; with `refused` (a
+    closed port: "only the gateway may leave"), AWS directly not at all: connection refused."""
+    aws = Endpoint(LOOPBACK, refused) if refused is not None else upstreams.aws
     return replace(upstreams, aws=aws, services={**upstreams.services, **services})

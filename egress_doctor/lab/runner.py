@@ -29,7 +29,7 @@ from egress_doctor.istio.objects import IstioObject, MeshConfig, Mode
 from egress_doctor.istio.parse import load_files, parse_documents
 from egress_doctor.istio.scope import Proxy, Scope, proxy_scope
 from egress_doctor.lab.envoy import EnvoyError, EnvoyProcess, static_bootstrap, validate, write_dynamic
-from egress_doctor.lab.gateway import GatewayEnvoy, sidecar_upstreams, with_gateway_service
+from egress_doctor.lab.gateway import GatewayEnvoy, closed_port, sidecar_upstreams, with_gateway_service
 from egress_doctor.lab.pod_env import DEFAULT_ACCOUNT, credential_environment
 from egress_doctor.lab.ports import LOOPBACK, allocate_ports, connect_to_rules
 from egress_doctor.lab.translate import ISTIO_VERSION, EnvoyResources, LabPorts, translate
@@ -110,6 +110,7 @@ class Lab:
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     _envoy: EnvoyProcess | None = None
     gateway: GatewayEnvoy | None = None
+    _refused: int | None = None  # with `enforce`: the closed port the sidecar's direct AWS clusters get
     _objects: list[IstioObject] = field(default_factory=list)
     _generation: int = 0
 
@@ -137,7 +138,10 @@ class Lab:
             self.ports = allocate_ports()
             if self.config.egress_gateway:
                 self.gateway = GatewayEnvoy(self.directory)
-                self._stack.callback(self.gateway.stop)
+                self._stack.callback(self.gateway.close)
+            if self.config.enforce:
+                self._refused, held = closed_port()
+                self._stack.callback(held.close)
             if self.config.sidecar_ready:
                 self._launch()
             else:
@@ -208,7 +212,7 @@ class Lab:
         if gateway is None and not self.config.enforce:
             return upstreams
         services = gateway.service_endpoints(with_gateway_service(self._objects)) if gateway else {}
-        return sidecar_upstreams(upstreams, services, self.config.enforce)
+        return sidecar_upstreams(upstreams, services, self._refused)
 
     def _launch(self) -> None:
         """Translate and (re)start Envoy. A running Envoy is only replaced by a config that
