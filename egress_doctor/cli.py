@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from egress_doctor import __version__
+from egress_doctor import __version__, validate
 from egress_doctor.context import Environment
 from egress_doctor.model import ExitStatus
 from egress_doctor.render.printable import visible
@@ -120,6 +120,9 @@ def _add_check(commands: Any) -> None:
         help="allow *.ddb.<region>.amazonaws.com and *.s3[.<region>].amazonaws.com (resolution NONE) instead "
         "of one account's DynamoDB host and each bucket's S3 host",
     )
+    check.add_argument("--egress-via", metavar="NAMESPACE/GATEWAY|direct", type=validate.egress_via, default="",
+                       help="where AWS hosts go out: through NAMESPACE/GATEWAY, or direct (never through "
+                       "a gateway); default: like the hosts the mesh routes already (docs/egress-gateway.md)")
     check.add_argument(
         "--imds-fix",
         choices=("serviceentry", "annotation"),

@@ -62,3 +62,18 @@ def duration(flag: str, text: str, *, maximum: float | None = None) -> float:
         limit = f" and at most {maximum:g} s" if maximum is not None else ""
         raise UsageError(f"{flag} {text!r}: expected a positive duration{limit}")
     return seconds
+
+
+_K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+
+
+def egress_via(value: str) -> str:
+    """--egress-via: "direct", or NAMESPACE/GATEWAY (the Gateway object the routes bind)."""
+    if value in ("", "direct"):  # "": the default, follow the mesh
+        return value
+    namespace, slash, name = value.partition("/")
+    if not slash or not _K8S_NAME.match(namespace) or not _K8S_NAME.match(name):
+        import argparse
+
+        raise argparse.ArgumentTypeError(f"expected NAMESPACE/GATEWAY or direct, not {value!r}")
+    return value

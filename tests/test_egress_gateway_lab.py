@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import time
 from pathlib import Path
 
 import pytest
@@ -108,8 +109,26 @@ def test_the_lab_sends_the_apps_tls_through_the_gateway_envoy_and_only_the_gatew
     with Lab(config) as lab:
         assert lab.gateway is not None and lab.gateway.pid is not None and lab.ports is not None
         assert _tls_handshake(lab.ports.tls, STS) == "ok"
+        deadline = time.monotonic() + 5  # Envoy flushes its access log about every second
+        while f"outbound|443||{STS}" not in lab.gateway.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
         log = lab.gateway.log()
+        sidecar_log = lab.envoy_log()
     assert f"outbound|443||{STS}" in log, log[-2000:]
+    assert f"outbound|443|aws|{GW_HOST}" in sidecar_log, sidecar_log[-2000:]
+
+
+def test_in_an_enforced_lab_the_sidecars_direct_connection_to_aws_is_refused_upstream() -> None:
+    mesh = entry("aws", [STS, DDB])
+    with Lab(LabConfig(objects=tuple(docs(mesh)), namespace="payments", egress_gateway=True,
+                       enforce=True)) as lab:
+        assert lab.ports is not None
+        assert _tls_handshake(lab.ports.tls, STS) != "ok"
+        deadline = time.monotonic() + 5
+        while "UF" not in lab.envoy_log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        line = next((x for x in lab.envoy_log().splitlines() if f"outbound|443||{STS}" in x), "")
+    assert " UF" in line and "Connection_refused" in line, line
 
 
 def test_an_all_pass_gateway_mesh_is_healthy_and_gets_no_fix(
@@ -120,3 +139,88 @@ def test_an_all_pass_gateway_mesh_is_healthy_and_gets_no_fix(
         result = pod.check()
         assert result.code == 0, (failing(result), codes(result))
         assert pod.fix() == []
+
+
+def closes_in_one_round(pod, expected_codes: set[str]) -> list[dict]:  # type: ignore[no-untyped-def]
+    before = pod.check()
+    assert before.code == 1, before.stdout[:600]
+    assert expected_codes <= set(codes(before)), codes(before)
+    fix = pod.fix()
+    assert fix, "no fix printed"
+    pod.apply(fix)
+    after = pod.check()
+    assert after.code == 0, f"{failing(after)}\n{codes(after)}\nfix: {fix}"
+    return fix
+
+
+def _kinds(fix: list[dict]) -> dict[tuple[str, str], dict]:
+    return {(m["kind"], m["metadata"]["name"]): m for m in fix}
+
+
+def test_a_gateway_listing_the_regional_dynamodb_name_gets_the_account_host_added_to_its_server(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pki: Pki) -> None:
+    # gateway.go buildGatewayNetworkFiltersFromTLSRoutes: a VirtualService whose hosts share none
+    # with the server's (pickMatchingGatewayHosts) adds no chain, so the account host's SNI has no
+    # chain at the gateway (one VirtualService per host, as many meshes write them)
+    mesh = entry("aws", [STS, DDB]) + gateway([STS, "dynamodb.us-east-1.amazonaws.com"]) \
+        + through_gateway("aws-sts-egress", [STS]) + through_gateway("aws-ddb-egress", [DDB])
+    with mesh_pod(monkeypatch, tmp_path, pki, mesh, REGISTRY_ONLY, egress_gateway=True, enforce=True) as pod:
+        before = pod.check()
+        assert "ED622" not in codes(before), "the DestinationRule in istio-system defines the subset"
+        fix = closes_in_one_round(pod, {"ED621"})
+    edited = _kinds(fix)
+    assert set(edited) == {("Gateway", "istio-egressgateway")}, list(edited)
+    assert DDB in edited[("Gateway", "istio-egressgateway")]["spec"]["servers"][0]["hosts"]
+
+
+def test_an_entry_exported_only_to_the_apps_namespace_is_exported_to_the_gateways_too(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pki: Pki) -> None:
+    # push_context.go IsServiceVisible: the gateway (istio-system) has no cluster for an entry not
+    # exported there; gateway.go then has a chain to a cluster it lacks and closes the connection
+    mesh = entry("aws", [STS, DDB], namespace="payments", export='"."') + gateway([STS, DDB]) \
+        + through_gateway("aws-egress", [STS, DDB])
+    with mesh_pod(monkeypatch, tmp_path, pki, mesh, REGISTRY_ONLY, egress_gateway=True, enforce=True) as pod:
+        fix = closes_in_one_round(pod, {"ED660"})
+    (edited,) = fix
+    assert edited["kind"] == "ServiceEntry" and edited["spec"]["exportTo"] == [".", "istio-system"]
+
+
+def test_in_an_enforced_mesh_a_host_with_only_a_direct_entry_is_routed_through_the_gateway_like_its_siblings(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pki: Pki) -> None:
+    # the siblings' VirtualService sends STS through the gateway; DynamoDB's direct connection is
+    # refused (only the gateway may leave): a direct entry cannot be the fix. gateway.go
+    # buildGatewayNetworkFiltersFromTLSRoutes: once one of a VirtualService's hosts matches the
+    # server's (STS), every tls match of it on the port becomes a chain, so the VirtualService edit
+    # alone gives the gateway a chain for DynamoDB's SNI
+    mesh = entry("aws-sts", [STS]) + entry("aws-ddb", [DDB]) + gateway([STS]) + through_gateway("aws-egress", [STS])
+    with mesh_pod(monkeypatch, tmp_path, pki, mesh, REGISTRY_ONLY, egress_gateway=True, enforce=True) as pod:
+        before = pod.check()
+        assert "ED301" not in codes(before), codes(before)
+        fix = closes_in_one_round(pod, {"ED661"})
+    edited = _kinds(fix)
+    assert not any(kind == "ServiceEntry" for kind, _ in edited), list(edited)
+    routes = edited[("VirtualService", "aws-egress")]["spec"]
+    assert DDB in routes["hosts"]
+    assert [r["route"][0]["destination"]["host"] for r in routes["tls"] if DDB in r["match"][0]["sniHosts"]] == [
+        GW_HOST, DDB]
+
+
+def test_in_an_enforced_mesh_a_host_with_no_entry_gets_one_routed_through_the_gateway(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pki: Pki) -> None:
+    # a direct entry would be refused beyond the sidecar; the new entry is exported to the
+    # gateway's namespace (push_context.go) and routed like STS (gateway.go)
+    mesh = entry("aws-sts", [STS]) + gateway([STS]) + through_gateway("aws-egress", [STS])
+    with mesh_pod(monkeypatch, tmp_path, pki, mesh, REGISTRY_ONLY, egress_gateway=True, enforce=True) as pod:
+        fix = closes_in_one_round(pod, {"ED662"})
+    (created,) = [m for m in fix if m["kind"] == "ServiceEntry"]
+    assert created["spec"]["hosts"] == [DDB] and created["spec"]["exportTo"] == [".", "istio-system"]
+    assert DDB in _kinds(fix)[("VirtualService", "aws-egress")]["spec"]["hosts"]
+
+
+def test_egress_via_direct_in_an_enforced_mesh_names_the_refusal_and_prints_no_fix(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pki: Pki) -> None:
+    mesh = entry("aws-sts", [STS]) + entry("aws-ddb", [DDB]) + gateway([STS]) + through_gateway("aws-egress", [STS])
+    with mesh_pod(monkeypatch, tmp_path, pki, mesh, REGISTRY_ONLY, egress_gateway=True, enforce=True) as pod:
+        result = pod.check("--egress-via", "direct")
+        assert result.code == 1 and "ED661" in codes(result), codes(result)
+        assert pod.fix("--egress-via", "direct") == []

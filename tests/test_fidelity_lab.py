@@ -247,3 +247,17 @@ def test_analyze_with_the_apps_environment_prints_the_fix_its_sdk_needs(
         pod.apply(fix)
         after = pod.check()
         assert after.code == 0, (failing(after), codes(after))
+
+
+def test_a_new_entry_the_egress_gateway_must_route_is_exported_to_the_gateways_namespace(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pki: Pki) -> None:
+    # issue 9 item 4. push_context.go IsServiceVisible: the gateway (istio-system) builds a cluster
+    # only for entries exported to it; gateway.go routes the SNI to that cluster
+    from tests.test_egress_gateway_lab import gateway, through_gateway
+
+    mesh = entry("aws-sts", "platform", [STS]) + gateway([STS, DDB]) + through_gateway("aws-egress", [STS, DDB])
+    with mesh_pod(monkeypatch, tmp_path, pki, mesh, REGISTRY_ONLY, egress_gateway=True, enforce=True) as pod:
+        fix = closes_in_one_round(pod, {"ED660"})
+    (created,) = fix
+    assert created["kind"] == "ServiceEntry" and DDB in created["spec"]["hosts"]
+    assert "istio-system" in created["spec"]["exportTo"]

@@ -79,6 +79,9 @@ def add_analyze_parser(commands: Any) -> None:
     p.add_argument("--wildcard", action="store_true",
                    help="allow *.ddb.<region>.amazonaws.com (resolution NONE) instead of one account's host")
     p.add_argument("--imds-fix", choices=("serviceentry", "annotation"), default="serviceentry")
+    p.add_argument("--egress-via", metavar="NAMESPACE/GATEWAY|direct", type=validate.egress_via, default="",
+                   help="where AWS hosts go out: through NAMESPACE/GATEWAY, or direct (never through "
+                       "a gateway); default: like the hosts the mesh routes already (docs/egress-gateway.md)")
     p.add_argument("--no-color", action="store_true")
     p.set_defaults(handler=run_analyze_command, verbose=False)
 
@@ -143,7 +146,7 @@ def run_analyze_command(args: argparse.Namespace, env: Environment) -> int:
     identity = Identity(source=credentials, region=region, region_source="--region" if args.region else "env",
                         account_id=account)
     options = DiagnoseOptions(namespace=args.namespace, istio_api=args.istio_api or istio_api_of(read),
-                              wildcard=args.wildcard, imds_fix=args.imds_fix)
+                              wildcard=args.wildcard, imds_fix=args.imds_fix, egress_via=args.egress_via)
     result = analyze(view, sdk_endpoints(endpoint_options), identity, options)
     report = Report(identity=identity, checks=result.checks,
                     facts=RunFacts(uid=env.uid, gid=env.gid, namespace=args.namespace),

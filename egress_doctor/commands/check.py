@@ -93,6 +93,9 @@ def run_check_command(args: argparse.Namespace, env: Environment, redactor: Reda
             facts = run_env.facts(env.pod_namespace(args.namespace), [str(r) for r in options.connect_to])
             report = run_check(options, run_env.environ, facts, redactor)
         report.mesh = read_mesh(admin, report, options.deadline_at)
+        from egress_doctor.commands.counters import with_run_failures
+
+        report.mesh = with_run_failures(report.mesh, counters, admin, options.deadline_at)
         cluster = finish_cluster_read(pending, report)
         report.mesh = with_cluster(report.mesh, cluster)
         report.warnings += sidecar_warnings + mirror_warnings
@@ -115,7 +118,8 @@ def add_diagnosis(report: Report, args: argparse.Namespace, cluster: Any = None)
     served = cluster.istio_api if cluster is not None else None
     istio_api = args.istio_api or served or istio_api_for(sidecar.istio_version if sidecar else None) or "v1"
     options = DiagnoseOptions(
-        namespace=args.namespace, istio_api=istio_api, wildcard=args.wildcard, imds_fix=args.imds_fix
+        namespace=args.namespace, istio_api=istio_api, wildcard=args.wildcard, imds_fix=args.imds_fix,
+        egress_via=getattr(args, "egress_via", ""),
     )
     assert report.facts is not None
     diagnosis = diagnose(report.identity, report.checks, report.facts, options, mesh=mesh)

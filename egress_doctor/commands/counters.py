@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from egress_doctor.sources.envoy_stats import SidecarCounters
@@ -67,3 +67,21 @@ class AppCounters:
         after = counters_before_probes(self.admin_url)
         with self._lock:
             self._after_last_run = after
+
+
+def with_run_failures(mesh: Any, before: SidecarCounters | None, admin_url: str | None,
+                      deadline_at: float | None = None) -> Any:
+    """The MeshView with the upstream connect failures counted while the probes ran (the sidecar's
+    counters read again after them, minus those read before): what beyond the sidecar refused."""
+    from dataclasses import replace
+
+    sidecar = getattr(mesh, "sidecar", None)
+    if before is None or sidecar is None or not sidecar.present:
+        return mesh
+    after = counters_before_probes(admin_url, deadline_at)
+    if after is None:
+        return mesh
+    failures = {k: v for k, v in after.minus(before).connect_failures.items() if v > 0}
+    if not failures:
+        return mesh
+    return replace(mesh, sidecar=replace(sidecar, run_connect_failures=failures))

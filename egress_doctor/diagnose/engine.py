@@ -40,6 +40,7 @@ class DiagnoseOptions:
     wildcard: bool = False  # allow *.ddb.<region>… (resolution NONE) instead of one account's host
     imds_fix: str = "serviceentry"  # or "annotation": exclude metadata addresses from capture
     export_to: Sequence[str] = field(default=(".",))
+    egress_via: str = ""  # --egress-via: "", "direct" or "NS/GATEWAY"
 
     def fix_options(self, facts: RunFacts, mesh: MeshView | None = None) -> FixOptions:
         """`mesh`: the objects in view, whose names a new object must not take."""
@@ -50,6 +51,7 @@ class DiagnoseOptions:
             wildcard=self.wildcard,
             imds_fix=self.imds_fix,
             export_to=tuple(self.export_to),
+            egress_via=self.egress_via,
             taken=frozenset((o.meta.kind, o.meta.namespace, o.meta.name) for o in objects),
         )
 
@@ -73,7 +75,8 @@ def diagnose(
     ctx = RunContext(identity, facts, observe(list(checks), identity, facts))
     causes = find_causes(ctx)
     causes = [_gate(c, ctx) for c in causes]
-    explain_options = ExplainOptions(wildcard=fix_options.wildcard, istio_api=fix_options.istio_api)
+    explain_options = ExplainOptions(wildcard=fix_options.wildcard, istio_api=fix_options.istio_api,
+                                     egress_via=fix_options.egress_via)
     causes = refine_causes(causes, ctx, mesh, fix_options, explain_options)
     causes += [note for c in causes for note in modern_endpoint(c)]
     plan = build_fixes((c.need for c in causes if c.need is not None), fix_options)

@@ -65,7 +65,8 @@ def analyze(view: MeshView, endpoints: Sequence[SdkEndpoint], identity: Identity
             options: DiagnoseOptions) -> Analysis:
     facts = RunFacts(uid=1000, gid=1000, namespace=view.pod_namespace)
     fix_options = options.fix_options(facts, view)
-    ctx = mesh_context(view, fix_options.namespace, ExplainOptions(fix_options.wildcard, fix_options.istio_api))
+    ctx = mesh_context(view, fix_options.namespace, ExplainOptions(fix_options.wildcard, fix_options.istio_api,
+                                                                         fix_options.egress_via))
     state = ModelState(ctx)
     result = Analysis()
     causes: list[Cause] = []

@@ -98,6 +98,9 @@ class FixOptions:
     wildcard: bool = False  # *.ddb.<region>…, *.s3.<region>… (resolution NONE) instead of one account or bucket
     imds_fix: str = "serviceentry"  # or "annotation": exclude the metadata addresses from capture
     export_to: tuple[str, ...] = (".",)
+    # --egress-via: "" follows the mesh (its VirtualServices' gateway routes), "direct" never
+    # routes through a gateway, "NS/GATEWAY" only through that Gateway (docs/egress-gateway.md)
+    egress_via: str = ""
     # (kind, namespace, name) of every object in view: a new object never takes one of these names
     taken: frozenset[tuple[str, str, str]] = frozenset()
 

@@ -156,7 +156,13 @@ def narrowed(read: ClusterRead, hosts: Sequence[str]) -> ClusterRead:
     view = read.view
     if not hosts or view.objects is None:
         return read
-    objects = [o for o in view.objects if _names_a_probed_host(o, tuple(hosts))]
+    kept = [o for o in view.objects if not isinstance(o, DestinationRule) and _names_a_probed_host(o, tuple(hosts))]
+    # the services the kept routes send to (an egress gateway's) have their DestinationRules too
+    routed = tuple(r.destination.host for vs in of_kind(kept, VirtualService)
+                   for route in (*vs.http, *vs.tls, *vs.tcp) for r in route.route)
+    rules = [o for o in view.objects if isinstance(o, DestinationRule)
+             and _names_a_probed_host(o, (*hosts, *routed))]
+    objects = [o for o in view.objects if o in kept or o in rules]
     refs = {o.meta.ref for o in objects}
     manifests = {ref: doc for ref, doc in view.manifests.items() if ref in refs}
     gateways = _used_gateways(view.gateways, objects)
@@ -331,7 +337,6 @@ class _Reader:
         if plural == "gateways":
             found = [g for item in _items(got) if (g := gateway_info(item, self.namespace)) is not None]
             self.gateways = (self.gateways or []) + found
-            return
         for item in _items(got):
             parsed = self._parse(plural, item)
             if parsed is not None:

@@ -144,6 +144,9 @@ class SidecarView:
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # facts worth showing that are not problems
     hosts: list[HostCoverage] = field(default_factory=list)  # the entries for each host the run used
+    # (host, port) → upstream connects that failed on outbound|port||host while the probes ran
+    # (upstream_cx_connect_fail before and after them): refused or unreachable beyond the sidecar
+    run_connect_failures: dict[tuple[str, int], int] = field(default_factory=dict)
 
     def cluster(self, host: str, port: int, subset: str = "") -> ClusterInfo | None:
         return self.clusters.get(cluster_name(port, host, subset))

@@ -23,7 +23,7 @@ from egress_doctor.diagnose.rules.mesh_explain import passes
 from egress_doctor.diagnose.rules.mesh_explain import registry_only_override as _override
 from egress_doctor.diagnose.rules.mesh_plan import HostPlan, ModelState, new_entry_manifest, plan_host
 from egress_doctor.diagnose.rules.predicted import predicted
-from egress_doctor.fixes.builders import FixOptions
+from egress_doctor.fixes.builders import EgressNeed, FixOptions
 from egress_doctor.fixes.edits import edit_fixes, edited_manifest, namespaced_alternative
 from egress_doctor.istio.objects import Ignored
 from egress_doctor.istio.parse import parse_object
@@ -134,6 +134,8 @@ def _cause(e: Explanation, replaced: Cause, plan: HostPlan) -> Cause:
     need = None
     if e.new_entry and replaced.need is not None:
         need = dataclasses.replace(replaced.need, code=e.code, export_to=plan.export_to)
+    elif e.new_entry:  # the call failed past the sidecar (a gateway's missing entry): the plan's host
+        need = EgressNeed(plan.host, plan.port, e.code, "no ServiceEntry for it", plan.scheme, plan.export_to)
     return Cause(e.code, e.args, replaced.checks, replaced.hosts, need, replaced.hold_proxy,
                  replaced.consumes, e.edit)
 

@@ -20,6 +20,7 @@ from egress_doctor.sources.view import MeshView, SidecarView
 class ExplainOptions:
     wildcard: bool = False  # near-miss edits may add *.ddb.<region>… to a resolution NONE entry
     istio_api: str = "v1"  # for objects created from scratch (Gateway, DestinationRule)
+    egress_via: str = ""  # --egress-via: "direct", "NS/GATEWAY", or "" (follow the mesh's siblings)
 
 
 @dataclass(frozen=True)

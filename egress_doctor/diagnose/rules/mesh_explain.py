@@ -27,6 +27,7 @@ from dataclasses import replace
 from egress_doctor.aws.hosts import is_ip, near_miss, wildcard_of
 from egress_doctor.diagnose.catalogue import codes_with
 from egress_doctor.diagnose.rules.mesh_context import Explanation, MeshContext
+from egress_doctor.diagnose.rules.mesh_egress_policy import direct_refused, refused_beyond_sidecar
 from egress_doctor.diagnose.rules.mesh_gateways import gateway_problems
 from egress_doctor.diagnose.rules.sidecar_facts import carries, dns_without_endpoints, sidecar_evidence
 from egress_doctor.fixes import edits
@@ -84,7 +85,9 @@ def explain(ctx: MeshContext, host: str, port: int, scheme: str) -> list[Explana
     evidence = sidecar_evidence(ctx.sidecar, host, port, scheme)
     if ctx.world is None:
         return _from_sidecar(ctx, host, port, scheme, evidence)
-    found = path_problems(ctx, reach(ctx.world, host, port, scheme), host, port, scheme, evidence)
+    path = reach(ctx.world, host, port, scheme)
+    found = path_problems(ctx, path, host, port, scheme, evidence) or direct_refused(
+        ctx, path, host, port, ctx.options.egress_via)
     if found:
         return found
     sc = ctx.sidecar
@@ -113,7 +116,7 @@ def path_problems(ctx: MeshContext, path: Reach, host: str, port: int, scheme: s
         return _hidden(ctx, host, port, scheme, evidence)
     if path.stop is Stop.TLS_ORIGINATION:
         return _tls_origination(ctx, path, host, port)
-    return [Explanation(p.code, p.args, host, port, checked(ctx, p.edit))
+    return [Explanation(p.code, p.args, host, port, checked(ctx, p.edit), new_entry=p.new_entry)
             for p in gateway_problems(ctx.world, path, host, port, ctx.options.istio_api)]  # type: ignore[arg-type]
 
 
@@ -125,7 +128,8 @@ def passes(ctx: MeshContext, host: str, port: int, scheme: str) -> bool | None:
     if ctx.world is None and ctx.sidecar is None:
         return None
     if ctx.world is not None:
-        if not reach(ctx.world, host, port, scheme).ok:
+        path = reach(ctx.world, host, port, scheme)
+        if not path.ok or refused_beyond_sidecar(ctx, path, host, port):
             return False
         sc = ctx.sidecar
         return dns_without_endpoints(sc, host, port) is None

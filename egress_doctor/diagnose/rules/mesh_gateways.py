@@ -134,5 +134,6 @@ def _hidden_from_gateway(world: World, path: Reach, vs: VirtualService, host: st
             if svc.origin is se and subset_of(host, svc.hostname) and not service_visible(svc, namespace, world.mesh):
                 reach = list(service_export_reach(svc, world.mesh))
                 edit = edits.export_to_namespace(se, namespace, reach)
-                return [GatewayProblem("ED660", {**args, "entry": se.meta.ref}, edit)]
-    return [GatewayProblem("ED660", {**args, "entry": "no ServiceEntry"}, None, new_entry=True)]
+                return [GatewayProblem("ED660", {**args, "entry": f"{se.meta.ref} is not exported there"}, edit)]
+    return [GatewayProblem("ED660", {**args, "entry": "no ServiceEntry registers the host"}, None,
+                          new_entry=True)]

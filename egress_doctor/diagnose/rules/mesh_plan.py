@@ -9,7 +9,9 @@ nothing exists to edit, the new ServiceEntry the fix will print added to the mod
 whole path (sidecar, egress gateway) is evaluated again. A host hidden by exportTo *and* declared
 HTTP gets both edits in one plan; a new entry that the pod's Sidecar does not import gets the
 Sidecar edit too; a new entry the egress gateway must route is exported to the gateway's
-namespace. Hosts are planned one after the other on the same model, so the fixes of every host
+namespace; a new entry for a host the mesh would send out directly while its VirtualServices
+send the other external hosts through a gateway is routed the same way (ED662). Hosts are
+planned one after the other on the same model, so the fixes of every host
 hold together.
 """
 
@@ -21,6 +23,7 @@ from typing import Any
 
 from egress_doctor.aws.hosts import is_ip
 from egress_doctor.diagnose.rules.mesh_context import Explanation, MeshContext
+from egress_doctor.diagnose.rules.mesh_egress_policy import follow_the_mesh
 from egress_doctor.diagnose.rules.mesh_explain import explain, passes
 from egress_doctor.fixes.builders import FixOptions, entry_name, external_service_entry, metadata_service_entry
 from egress_doctor.fixes.edits import Edit, edited_manifest
@@ -65,8 +68,13 @@ def plan_host(state: ModelState, host: str, port: int, scheme: str, options: Fix
         return plan
     for _ in range(ROUNDS):
         if state.ctx.world is not None and passes(state.ctx, host, port, scheme):
-            plan.verified = bool(plan.explanations)
-            return plan
+            follow = follow_the_mesh(state.ctx, plan.created, host, port, scheme, options.egress_via)
+            if follow is None:
+                plan.verified = bool(plan.explanations)
+                return plan
+            plan.explanations.append(follow)  # a new entry goes out the way the mesh sends the others
+            _apply(state, plan, follow, options)
+            continue
         found = [e for e in explain(_with_read(state), host, port, scheme) if e.blocks]
         if not found and fallback is not None and not plan.created and _blocked_at_sidecar(state, host, port,
                                                                                           scheme):
