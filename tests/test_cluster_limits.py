@@ -53,7 +53,7 @@ def test_one_slow_request_times_out_alone_and_the_read_goes_on(pki: Pki, tmp_pat
         result = read_at(api.url, pki, tmp_path, deadline=5, request_timeout=0.4)
     [error] = result.errors
     assert (error.target, error.problem, error.message) == (f"pods/{POD}", Problem.TIMEOUT, "no answer within 0.4 s")
-    assert result.view.objects is not None and len(result.view.objects) == 10
+    assert result.view.objects is not None and len(result.view.objects) == 12  # Gateways included
     assert result.duration_ms < 1300
 
 

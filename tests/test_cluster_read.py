@@ -164,7 +164,7 @@ def test_a_forbidden_mesh_configmap_leaves_the_mesh_unknown_and_the_rest_read(pk
     error = only_error(result)
     assert (error.verb, error.target, error.namespace, error.problem) == (
         "get", "configmaps/istio", ROOT, Problem.FORBIDDEN)
-    assert result.view.mesh is None and len(refs(result)) == 10
+    assert result.view.mesh is None and len(refs(result)) == 12  # Gateways included
 
 
 # ---- 404 -----------------------------------------------------------------------------------------
@@ -221,7 +221,7 @@ def test_a_pod_that_does_not_exist_is_recorded_and_everything_else_read(pki: Pki
         result = read(api, pki, tmp_path)
     error = only_error(result)
     assert (error.target, error.namespace, error.problem) == (f"pods/{POD}", NAMESPACE, Problem.NOT_FOUND)
-    assert result.pod is None and result.view.pod_labels is None and len(refs(result)) == 10
+    assert result.pod is None and result.view.pod_labels is None and len(refs(result)) == 12
 
 
 # ---- other answers -------------------------------------------------------------------------------
@@ -245,7 +245,7 @@ def test_an_object_the_model_refuses_is_left_out_and_named(pki: Pki, tmp_path: P
     assert (error.target, error.namespace, error.problem) == (
         "serviceentries.networking.istio.io/aws-sts-us-east-1", NAMESPACE, Problem.UNPARSEABLE)
     assert "spec.ports: must be a list" in error.message
-    assert "ServiceEntry payments/aws-sts-us-east-1" not in refs(result) and len(refs(result)) == 9
+    assert "ServiceEntry payments/aws-sts-us-east-1" not in refs(result) and len(refs(result)) == 11
 
 
 @pytest.mark.parametrize("body", [b"<html>proxy login</html>", b"[1, 2]"], ids=["html", "json-array"])
