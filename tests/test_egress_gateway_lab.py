@@ -12,8 +12,11 @@ istiod behaviour the cases depend on:
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -224,3 +227,21 @@ def test_egress_via_direct_in_an_enforced_mesh_names_the_refusal_and_prints_no_f
         result = pod.check("--egress-via", "direct")
         assert result.code == 1 and "ED661" in codes(result), codes(result)
         assert pod.fix("--egress-via", "direct") == []
+
+
+@pytest.mark.parametrize(("mesh", "code"), [
+    (ALL_THROUGH_GATEWAY, 0),
+    (entry("aws-sts", [STS]) + entry("aws-ddb", [DDB]) + gateway([STS]) + through_gateway("aws-egress", [STS]), 1),
+], ids=["all-through-the-gateway", "dynamodb-direct-refused"])
+def test_lab_run_with_an_enforced_egress_gateway_runs_the_check_through_both_envoys(
+        tmp_path: Path, mesh: str, code: int) -> None:
+    path = tmp_path / "mesh.yaml"
+    path.write_text(mesh)
+    done = subprocess.run(
+        [sys.executable, "-m", "egress_doctor.cli", "lab", "run", "-f", str(path), "--namespace", "payments",
+         "--credentials", "irsa", "--account-id", ACCOUNT, "--table", "orders", "--egress-gateway", "--enforce",
+         "--", sys.executable, "-m", "egress_doctor.cli", "check", "--table", "orders", "--no-cluster",
+         "--deadline", "8", "-o", "json"],
+        capture_output=True, text=True, timeout=60,
+        env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")})
+    assert done.returncode == code, done.stdout[-1500:] + done.stderr[-1500:]

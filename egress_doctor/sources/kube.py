@@ -162,7 +162,8 @@ def narrowed(read: ClusterRead, hosts: Sequence[str]) -> ClusterRead:
                    for route in (*vs.http, *vs.tls, *vs.tcp) for r in route.route)
     rules = [o for o in view.objects if isinstance(o, DestinationRule)
              and _names_a_probed_host(o, (*hosts, *routed))]
-    objects = [o for o in view.objects if o in kept or o in rules]
+    keep = {id(o) for o in (*kept, *rules)}
+    objects = [o for o in view.objects if id(o) in keep]
     refs = {o.meta.ref for o in objects}
     manifests = {ref: doc for ref, doc in view.manifests.items() if ref in refs}
     gateways = _used_gateways(view.gateways, objects)
