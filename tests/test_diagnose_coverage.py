@@ -11,6 +11,7 @@ from tests import (
     test_diagnose_envoy,
     test_diagnose_metadata,
     test_diagnose_network,
+    test_explain_egress_policy,
     test_explain_table,
     test_sidecar_counters,
 )
@@ -21,6 +22,7 @@ TABLES = {
     "metadata": test_diagnose_metadata.CASES,
     "aws": test_diagnose_aws.CASES,
     "mesh": test_explain_table.CASES,
+    "egress-policy": test_explain_egress_policy.CASES,
     "cluster": test_cluster_findings.CASES,
     "analyze": test_analyze_cases.CASES,
     "blocked": test_blocked_cases.CASES,

@@ -11,7 +11,7 @@ import pytest
 from egress_doctor.istio.objects import Ignored
 from egress_doctor.istio.parse import parse_object
 from egress_doctor.istio.validation import validate
-from tests import test_analyze_cases, test_explain_table
+from tests import test_analyze_cases, test_explain_egress_policy, test_explain_table
 from tests.test_fixes_schema import CEL, CRDS, schema_validator
 
 pytestmark = pytest.mark.skipif(not CRDS.exists(), reason=f"{CRDS} is not available")
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(not CRDS.exists(), reason=f"{CRDS} is not availa
 
 def _manifests() -> list[tuple[str, dict[str, Any]]]:
     out = []
-    for case in test_explain_table.CASES:
+    for case in [*test_explain_table.CASES, *test_explain_egress_policy.CASES]:
         for fix in case.run().fixes:
             out += [(f"{case.golden or case.id}: {fix.id}", m) for m in fix.manifests]
     for analyze_case in test_analyze_cases.CASES:

@@ -179,44 +179,6 @@ spec:
   subsets: [{name: sts}]
 """
 
-DDB_VIA_GATEWAY = """
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: istio-egressgateway, namespace: istio-system}
-spec:
-  selector: {istio: egressgateway}
-  servers:
-  - port: {number: 443, name: tls, protocol: TLS}
-    hosts: [dynamodb.us-east-1.amazonaws.com]
-    tls: {mode: PASSTHROUGH}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: egressgateway, namespace: istio-system}
-spec:
-  host: istio-egressgateway.istio-system.svc.cluster.local
-  subsets: [{name: aws}]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: aws-via-egress, namespace: istio-system}
-spec:
-  hosts: [dynamodb.us-east-1.amazonaws.com]
-  gateways: [mesh, istio-system/istio-egressgateway]
-  tls:
-  - match: [{gateways: [mesh], port: 443, sniHosts: [dynamodb.us-east-1.amazonaws.com]}]
-    route: [{destination: {host: istio-egressgateway.istio-system.svc.cluster.local, subset: aws, port: {number: 443}}}]
-  - match: [{gateways: [istio-system/istio-egressgateway], port: 443, sniHosts: [dynamodb.us-east-1.amazonaws.com]}]
-    route: [{destination: {host: dynamodb.us-east-1.amazonaws.com, port: {number: 443}}}]
----"""
-
-
-def refused_upstream(host: str, port: int = 443) -> SidecarView:
-    """A sidecar whose direct cluster for host:port counted upstream connect failures during the run."""
-    view = sidecar(clusters={f"outbound|{port}||{host}": ("STRICT_DNS", (host,))}, sni={port: [host]})
-    view.run_connect_failures[(host, port)] = 1
-    return view
-
 
 CASES = [
     MeshCase(
@@ -336,25 +298,6 @@ spec:
         [tls_eof(GCI)], ["ED621", "ED622"],
         ["edit/destinationrule/payments/egressgateway", "edit/gateway/payments/istio-egressgateway"],
         mesh=mesh_view(se("aws-sts", [STS]) + GATEWAY_VS + GATEWAY_WITHOUT_HOST), golden="egress-gateway-edit",
-    ),
-    MeshCase(
-        "the sidecar carries the host directly and its connect was refused beyond it, while the mesh sends "
-        "DynamoDB through the egress gateway: routed like its sibling, no second direct entry",
-        [tls_eof(GCI)], ["ED661"], ["edit/virtualservice/istio-system/aws-via-egress"],
-        mesh=mesh_view(se("aws-sts", [STS]) + DDB_VIA_GATEWAY, refused_upstream(STS)),
-        golden="egress-gateway-direct-refused",
-    ),
-    MeshCase(
-        "the direct connect was refused beyond the sidecar and nothing routes through a gateway: named, no fix",
-        [tls_eof(GCI)], ["ED661"], [],
-        mesh=mesh_view(se("aws-sts", [STS]), refused_upstream(STS)),
-    ),
-    MeshCase(
-        "a host with no entry in a mesh that sends DynamoDB through the egress gateway: the new entry is "
-        "exported to the gateway's namespace and routed like its sibling",
-        [tls_eof(GCI)], ["ED625", "ED601", "ED662"],
-        ["edit/virtualservice/istio-system/aws-via-egress", "serviceentry/sts-us-east-1-amazonaws-com"],
-        mesh=mesh_view(DDB_VIA_GATEWAY, sidecar()), golden="egress-gateway-new-host",
     ),
     MeshCase(
         "the entry is exported to the pod's namespace only, so the egress gateway has no cluster for it: "

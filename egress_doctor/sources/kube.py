@@ -33,13 +33,10 @@ from typing import Any
 
 from egress_doctor.istio.objects import (
     GROUP,
-    DestinationRule,
     Ignored,
     IstioObject,
     IstioParseError,
     MeshConfig,
-    VirtualService,
-    of_kind,
 )
 from egress_doctor.istio.parse import parse_object
 from egress_doctor.sources.kube_client import (
@@ -55,7 +52,8 @@ from egress_doctor.sources.kube_client import (
     kubeconfig_connection,
 )
 from egress_doctor.sources.kube_facts import PodFacts, mesh_config_from_configmap, pod_facts
-from egress_doctor.sources.view import GatewayInfo, MeshView, gateway_info, host_matches
+from egress_doctor.sources.kube_narrow import narrowed_view
+from egress_doctor.sources.view import GatewayInfo, MeshView, gateway_info
 
 __all__ = ["ClusterConfigError", "ClusterOptions", "ClusterRead", "Problem", "ReadError", "connect",
            "read_cluster"]
@@ -151,23 +149,8 @@ def read_cluster(
 
 
 def narrowed(read: ClusterRead, hosts: Sequence[str]) -> ClusterRead:
-    """The read with only the VirtualServices and DestinationRules that name one of `hosts` (and the
-    Gateways those VirtualServices bind to); unchanged when `hosts` is empty."""
-    view = read.view
-    if not hosts or view.objects is None:
-        return read
-    kept = [o for o in view.objects if not isinstance(o, DestinationRule) and _names_a_probed_host(o, tuple(hosts))]
-    # the services the kept routes send to (an egress gateway's) have their DestinationRules too
-    routed = tuple(r.destination.host for vs in of_kind(kept, VirtualService)
-                   for route in (*vs.http, *vs.tls, *vs.tcp) for r in route.route)
-    rules = [o for o in view.objects if isinstance(o, DestinationRule)
-             and _names_a_probed_host(o, (*hosts, *routed))]
-    keep = {id(o) for o in (*kept, *rules)}
-    objects = [o for o in view.objects if id(o) in keep]
-    refs = {o.meta.ref for o in objects}
-    manifests = {ref: doc for ref, doc in view.manifests.items() if ref in refs}
-    gateways = _used_gateways(view.gateways, objects)
-    return replace(read, view=replace(view, objects=objects, manifests=manifests, gateways=gateways))
+    """The read with only the objects that concern `hosts` (sources.kube_narrow)."""
+    return replace(read, view=narrowed_view(read.view, hosts))
 
 
 class _Reader:
@@ -377,30 +360,3 @@ def _mesh_configmap(pod: PodFacts | None, namespace_labels: Mapping[str, str]) -
     """`istio`, or `istio-<rev>` for a pod (or namespace) injected by a revision other than default."""
     revision = (pod.revision if pod else None) or namespace_labels.get(REVISION_LABEL)
     return MESH_CONFIGMAP if revision in (None, "", "default") else f"{MESH_CONFIGMAP}-{revision}"
-
-
-def _used_gateways(gateways: Sequence[GatewayInfo] | None, objects: Sequence[IstioObject]) -> list[GatewayInfo] | None:
-    """Gateways a VirtualService among `objects` binds to (`name` in its namespace, or `ns/name`)."""
-    if gateways is None:
-        return None
-    bound = set()
-    for vs in of_kind(objects, VirtualService):
-        for name in vs.gateways:
-            namespace, _, short = name.rpartition("/")
-            bound.add((namespace or vs.meta.namespace, short))
-    return [g for g in gateways if (g.namespace, g.name) in bound]
-
-
-def _names_a_probed_host(obj: IstioObject, hosts: tuple[str, ...]) -> bool:
-    """ServiceEntries and Sidecars always count; VirtualServices and DestinationRules only when they
-    name a probed host (in `hosts` or a route destination). No hosts: everything counts."""
-    if not hosts:
-        return True
-    if isinstance(obj, DestinationRule):
-        patterns: tuple[str, ...] = (obj.host,)
-    elif isinstance(obj, VirtualService):
-        routes = [*obj.http, *obj.tls]
-        patterns = obj.hosts + tuple(r.destination.host for route in routes for r in route.route)
-    else:
-        return True
-    return any(host_matches(host, pattern) for host in hosts for pattern in patterns)
