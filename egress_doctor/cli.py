@@ -51,7 +51,12 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def build_parser() -> argparse.ArgumentParser:
+PRODUCT_COMMANDS = ("check", "serve", "analyze", "blocked", "demo")
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; for one of the product's commands (`command`), without the lab's subcommand, so
+    that running it never imports the lab (the lab is for tests, the demo and benchmarks)."""
     parser = _Parser(
         prog="egress-doctor",
         description="Why can't this pod behind an Istio sidecar reach AWS? Probes the credential source, STS "
@@ -70,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     from egress_doctor.commands.blocked import add_blocked_parser
 
     add_blocked_parser(commands)
-    _add_lab(commands)
+    if command not in PRODUCT_COMMANDS:
+        _add_lab(commands)
     from egress_doctor.commands.demo import add_demo_parser
 
     add_demo_parser(commands)
@@ -214,7 +220,7 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> i
 
     redactor = Redactor()
     try:
-        args = build_parser().parse_args(args_list)
+        args = build_parser(args_list[0]).parse_args(args_list)
         if args.command == "check":
             from egress_doctor.commands.check import run_check_command
 

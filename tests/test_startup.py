@@ -13,6 +13,7 @@ import pytest
 
 import egress_doctor
 from egress_doctor.model import ExitStatus
+from tests.checkrun import aws_world
 
 REPO = Path(__file__).resolve().parents[1]
 # `import time: self [us] | cumulative | imported package` (the name is indented by depth).
@@ -53,6 +54,18 @@ def _top_level(names: frozenset[str]) -> set[str]:
 )
 def test_help_does_not_import(package):
     assert package not in _top_level(imported_by_help())
+
+
+def test_a_check_run_never_imports_the_lab(monkeypatch, tmp_path):
+    # The lab (fakes, a second Envoy, moto) is for tests, the demo and benchmarks: a real check in a
+    # pod must not carry it. The run talks only to the test's fakes on loopback.
+    with aws_world(monkeypatch, tmp_path) as world:
+        world.static_keys()
+        result = _run(sys.executable, "-X", "importtime", "-m", "egress_doctor.cli", "check", "--no-cluster",
+                      "--no-envoy-admin", "--no-mirror", "--deadline", "10")
+    names = {m["name"] for line in result.stderr.splitlines() if (m := _IMPORT_LINE.match(line))}
+    assert "egress_doctor.probes.check" in names, result.stderr[-2000:]  # the run really ran
+    assert not [n for n in names if n.startswith("egress_doctor.lab")]
 
 
 def test_help_lists_every_exit_code_with_its_meaning():
