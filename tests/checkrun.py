@@ -106,6 +106,15 @@ class World:
         self.drop("AWS_EC2_METADATA_DISABLED")
 
 
+def become_the_pod(monkeypatch: pytest.MonkeyPatch, environ: Mapping[str, str]) -> None:
+    """This process's environment becomes exactly the pod's (botocore reads os.environ)."""
+    for name in list(os.environ):
+        if name not in environ:
+            monkeypatch.delenv(name)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+
+
 def clean_aws_env(monkeypatch: pytest.MonkeyPatch, tmp: Path) -> None:
     for name in list(os.environ):
         if name.startswith(("AWS_", "EGRESS_DOCTOR_", "KUBERNETES_")) or name.lower().endswith("_proxy"):

@@ -5,7 +5,6 @@ the model, so `check --kubeconfig …` reads exactly what the sidecar runs. A fi
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ import yaml
 from egress_doctor.istio.objects import Mode
 from egress_doctor.lab.runner import Lab, LabConfig
 from egress_doctor.sources.kube_facts import parse_mesh_config
-from tests.checkrun import CliResult, run_cli
+from tests.checkrun import CliResult, become_the_pod, run_cli
 from tests.kube_api import FakeApiServer, routes_for_objects, write_kubeconfig
 from tests.sockets import Pki
 
@@ -76,12 +75,7 @@ def mesh_pod(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pki: Pki, objects:
                        enforce=enforce)
     routes = routes_for_objects(manifests, mesh, namespace, POD_NAME, labels)
     with Lab(config) as lab, FakeApiServer(routes, tls=pki.ca) as api:
-        environ = lab.command_env()
-        for name in list(os.environ):
-            if name not in environ:
-                monkeypatch.delenv(name)
-        for name, value in {**environ, "POD_NAME": POD_NAME}.items():
-            monkeypatch.setenv(name, value)
+        become_the_pod(monkeypatch, {**lab.command_env(), "POD_NAME": POD_NAME})
         kubeconfig = write_kubeconfig(tmp_path, {"lab": api.url}, pki.ca_file, current="lab", namespace=namespace)
         yield MeshPod(lab, api, kubeconfig, manifests, dict(mesh), namespace, labels)
 
@@ -92,3 +86,16 @@ def codes(result: CliResult) -> list[str]:
 
 def failing(result: CliResult) -> list[str]:
     return [f"{c['id']}: {c['reason']}" for c in result.json()["checks"] if c["status"] != "pass"]
+
+
+def closes_in_one_round(pod: MeshPod, expected_codes: set[str]) -> list[dict[str, Any]]:
+    """The pod fails with (at least) these findings; its printed fix, applied once, makes every call pass."""
+    before = pod.check()
+    assert before.code == 1, before.stdout[:600]
+    assert expected_codes <= set(codes(before)), codes(before)
+    fix = pod.fix()
+    assert fix, "no fix printed"
+    pod.apply(fix)
+    after = pod.check()
+    assert after.code == 0, f"{failing(after)}\n{codes(after)}\nfix: {fix}"
+    return fix

@@ -29,7 +29,7 @@ from egress_doctor.lab.pod_log import pod_log
 from egress_doctor.lab.runner import Lab, LabConfig
 from egress_doctor.net.connect_to import ConnectToMap, parse_connect_to_env
 from egress_doctor.net.dial import dial_scope
-from tests.checkrun import CliResult, run_cli
+from tests.checkrun import CliResult, become_the_pod, run_cli
 from tests.kube_api import Answer, FakeApiServer, write_kubeconfig
 from tests.kube_logs import FakePod, log_routes
 from tests.sockets import Pki
@@ -84,11 +84,7 @@ def pod(monkeypatch: pytest.MonkeyPatch) -> Iterator[Lab]:
                        account_id=ACCOUNT, tables=("orders",), access_log=None)
     with Lab(config) as lab:
         environ = lab.command_env()
-        for name in list(os.environ):
-            if name not in environ:
-                monkeypatch.delenv(name)
-        for name, value in environ.items():
-            monkeypatch.setenv(name, value)
+        become_the_pod(monkeypatch, environ)
         yield lab
 
 

@@ -8,7 +8,6 @@ cause is not the mesh must print no Istio fix at all.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,7 +18,7 @@ import yaml
 from egress_doctor.commands.demo import scenario_path
 from egress_doctor.istio.objects import Mode
 from egress_doctor.lab.runner import Lab, LabConfig
-from tests.checkrun import CliResult, run_cli
+from tests.checkrun import CliResult, become_the_pod, run_cli
 
 pytestmark = pytest.mark.lab
 
@@ -31,11 +30,7 @@ def lab_pod(monkeypatch: pytest.MonkeyPatch, config: LabConfig) -> Iterator[Lab]
     """The lab, with this process's environment replaced by the pod's (botocore reads os.environ)."""
     with Lab(config) as lab:
         environ = lab.command_env()
-        for name in list(os.environ):
-            if name not in environ:
-                monkeypatch.delenv(name)
-        for name, value in environ.items():
-            monkeypatch.setenv(name, value)
+        become_the_pod(monkeypatch, environ)
         yield lab
 
 

@@ -35,6 +35,7 @@ from egress_doctor.redact import Redactor
 from egress_doctor.sources.envoy_admin import read_sidecar
 from egress_doctor.sources.files import read_files
 from egress_doctor.sources.view import MeshView
+from tests.checkrun import become_the_pod
 
 pytestmark = pytest.mark.lab
 
@@ -74,11 +75,7 @@ def pod(monkeypatch: pytest.MonkeyPatch) -> Any:
         lab.fakes.aws.clear_answers()
         lab.reconfigure(read_files([SCENARIOS / scenario], "payments").objects, mode=Mode.REGISTRY_ONLY)
         environ = lab.command_env()
-        for name in list(os.environ):
-            if name not in environ:
-                monkeypatch.delenv(name)
-        for name, value in environ.items():
-            monkeypatch.setenv(name, value)
+        become_the_pod(monkeypatch, environ)
         return lab
 
     return enter

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from egress_doctor.lab.runner import Lab, LabConfig
-from tests.fidelity_pod import ACCOUNT, codes, docs, failing, mesh_pod
+from tests.fidelity_pod import ACCOUNT, closes_in_one_round, codes, docs, failing, mesh_pod
 from tests.sockets import Pki
 
 pytestmark = pytest.mark.lab
@@ -142,18 +142,6 @@ def test_an_all_pass_gateway_mesh_is_healthy_and_gets_no_fix(
         result = pod.check()
         assert result.code == 0, (failing(result), codes(result))
         assert pod.fix() == []
-
-
-def closes_in_one_round(pod, expected_codes: set[str]) -> list[dict]:  # type: ignore[no-untyped-def]
-    before = pod.check()
-    assert before.code == 1, before.stdout[:600]
-    assert expected_codes <= set(codes(before)), codes(before)
-    fix = pod.fix()
-    assert fix, "no fix printed"
-    pod.apply(fix)
-    after = pod.check()
-    assert after.code == 0, f"{failing(after)}\n{codes(after)}\nfix: {fix}"
-    return fix
 
 
 def _kinds(fix: list[dict]) -> dict[tuple[str, str], dict]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fidelity_pod import ACCOUNT, codes, failing, mesh_pod
+from tests.fidelity_pod import ACCOUNT, closes_in_one_round, codes, failing, mesh_pod
 from tests.sockets import Pki
 
 pytestmark = pytest.mark.lab
@@ -37,18 +37,6 @@ spec:
 
 
 AWS = entry("aws-sts", "platform", [STS]) + entry("aws-ddb", "platform", [DDB])
-
-
-def closes_in_one_round(pod, expected_codes: set[str]) -> list[dict]:  # type: ignore[no-untyped-def]
-    before = pod.check()
-    assert before.code == 1, before.stdout[:600]
-    assert expected_codes <= set(codes(before)), codes(before)
-    fix = pod.fix()
-    assert fix, "no fix printed"
-    pod.apply(fix)
-    after = pod.check()
-    assert after.code == 0, f"{failing(after)}\n{codes(after)}\nfix: {fix}"
-    return fix
 
 
 def test_an_edit_of_exportTo_keeps_every_namespace_the_mesh_default_gave_and_adds_the_pods(
