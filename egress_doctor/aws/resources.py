@@ -170,16 +170,23 @@ def _queue_url(value: str) -> Resource:
     return Resource("queue", value, "url", path[1], None if region == GLOBAL else region, path[0])
 
 
-def _secret(value: str) -> Resource:
+def _name_or_arn(kind: str, value: str, service: str, prefix: str, pattern: re.Pattern[str], label: str,
+                 name_message: str, drop_suffix: str = "") -> Resource:
+    """A resource named by its name, or by an ARN whose resource part is `<prefix><name>`."""
     if value.startswith("arn:"):
-        arn = parse_arn(value, "secretsmanager", "secret:<name>", "Secrets Manager")
-        name = arn.resource.removeprefix("secret:")
-        if not arn.resource.startswith("secret:") or not _SECRET.match(name):
-            raise UsageError(f"invalid Secrets Manager ARN {value!r}: expected "
-                             "arn:aws:secretsmanager:<region>:<account>:secret:<name>")
-        return Resource("secret", value, "arn", name, arn.region, arn.account)
-    _require(_SECRET, value, f"invalid secret id {value!r}: 1-512 letters, digits and /_+=.@-, or a secret ARN")
-    return Resource("secret", value, "name", value)
+        arn = parse_arn(value, service, f"{prefix}<name>", label)
+        name = arn.resource.removeprefix(prefix).removesuffix(drop_suffix)
+        if not arn.resource.startswith(prefix) or not pattern.match(name):
+            raise UsageError(f"invalid {label} ARN {value!r}: expected "
+                             f"arn:aws:{service}:<region>:<account>:{prefix}<name>")
+        return Resource(kind, value, "arn", name, arn.region, arn.account)
+    _require(pattern, value, name_message)
+    return Resource(kind, value, "name", value)
+
+
+def _secret(value: str) -> Resource:
+    return _name_or_arn("secret", value, "secretsmanager", "secret:", _SECRET, "Secrets Manager",
+                        f"invalid secret id {value!r}: 1-512 letters, digits and /_+=.@-, or a secret ARN")
 
 
 def _topic(value: str) -> Resource:
@@ -214,15 +221,8 @@ def _parameter(value: str) -> Resource:
 
 
 def _stream(value: str) -> Resource:
-    if value.startswith("arn:"):
-        arn = parse_arn(value, "kinesis", "stream/<name>", "Kinesis stream")
-        name = arn.resource.removeprefix("stream/")
-        if not arn.resource.startswith("stream/") or not _STREAM.match(name):
-            raise UsageError(f"invalid Kinesis stream ARN {value!r}: expected "
-                             "arn:aws:kinesis:<region>:<account>:stream/<name>")
-        return Resource("stream", value, "arn", name, arn.region, arn.account)
-    _require(_STREAM, value, f"invalid Kinesis stream name {value!r}: 1-128 letters, digits, '_', '.' or '-'")
-    return Resource("stream", value, "name", value)
+    return _name_or_arn("stream", value, "kinesis", "stream/", _STREAM, "Kinesis stream",
+                        f"invalid Kinesis stream name {value!r}: 1-128 letters, digits, '_', '.' or '-'")
 
 
 def _function(value: str) -> Resource:
@@ -239,15 +239,8 @@ def _function(value: str) -> Resource:
 
 
 def _log_group(value: str) -> Resource:
-    if value.startswith("arn:"):
-        arn = parse_arn(value, "logs", "log-group:<name>", "log group")
-        name = arn.resource.removeprefix("log-group:").removesuffix(":*")
-        if not arn.resource.startswith("log-group:") or not _LOG_GROUP.match(name):
-            raise UsageError(f"invalid log group ARN {value!r}: expected "
-                             "arn:aws:logs:<region>:<account>:log-group:<name>")
-        return Resource("log-group", value, "arn", name, arn.region, arn.account)
-    _require(_LOG_GROUP, value, f"invalid log group name {value!r}: 1-512 letters, digits and ._-/#")
-    return Resource("log-group", value, "name", value)
+    return _name_or_arn("log-group", value, "logs", "log-group:", _LOG_GROUP, "log group",
+                        f"invalid log group name {value!r}: 1-512 letters, digits and ._-/#", drop_suffix=":*")
 
 
 _PARSERS = {
