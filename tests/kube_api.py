@@ -118,6 +118,10 @@ def routes_for_objects(manifests: Iterable[Mapping[str, Any]], mesh: Mapping[str
         routes[istio_path(plural)] = Answer(listing)
         for ns in dict.fromkeys([namespace, root]):
             routes[istio_path(plural, ns)] = Answer(in_namespace(listing, ns))
+    policies = {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicyList",
+                "metadata": {"resourceVersion": "1"},
+                "items": [i for i in items if i.get("kind") == "AuthorizationPolicy"]}
+    routes["/apis/security.istio.io/v1/authorizationpolicies"] = Answer(policies)
     document = recorded("pod-payments-api")
     document["metadata"].update(name=pod, namespace=namespace, labels=dict(labels or {"app": "app"}))
     document["metadata"]["annotations"] = {}

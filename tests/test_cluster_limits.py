@@ -43,7 +43,7 @@ def test_a_slow_api_server_is_cut_off_at_the_deadline_and_the_unread_steps_are_n
     [error] = result.errors
     assert error.problem is Problem.DEADLINE
     assert error.message == ("0.8 s passed; not read: ServiceEntries, Sidecars, VirtualServices, "
-                             "DestinationRules, Gateways")
+                             "DestinationRules, Gateways, AuthorizationPolicies")
     assert result.pod is not None and result.view.mesh is not None, "what came before the deadline is kept"
     assert result.view.objects is None
 

@@ -157,7 +157,7 @@ def test_nothing_is_granted_that_the_reader_does_not_use(pki: Pki, tmp_path: Pat
         ("/api/v1/namespaces/orders", "another Namespace object"),
         ("/api/v1/namespaces/istio-system/configmaps/istio-ca-root-cert", "another ConfigMap"),
         ("/api/v1/namespaces/payments/secrets/payments-db", "a Secret"),
-        ("/apis/security.istio.io/v1/authorizationpolicies", "another Istio group"),
+        ("/apis/security.istio.io/v1/peerauthentications", "another Istio resource"),
     ],
 )
 def test_what_the_reader_does_not_need_is_refused(path: str, why: str) -> None:

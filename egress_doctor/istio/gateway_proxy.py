@@ -14,12 +14,15 @@ pilot/pkg/model/gateway.go, pilot/pkg/networking/core/gateway.go:
   VirtualService host; with none, `blackhole:<port>` (no route: 404).
 - Clusters: every service exported to the gateway's namespace (no Sidecar applies to gateways),
   with the DestinationRules a proxy in that namespace sees.
+- RBAC: the AuthorizationPolicies attached to the gateway's pods (istio.authz), as a network
+  filter on every TLS / TCP chain and an HTTP filter on HTTP chains.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from egress_doctor.istio.authz import policies_for, policy_filters
 from egress_doctor.istio.destination_rules import index_rules
 from egress_doctor.istio.hosts import matches, subset_of
 from egress_doctor.istio.objects import DestinationRule, Gateway, KubeService, Mode, Server, VirtualService, of_kind
@@ -98,6 +101,8 @@ def build_gateway(scope: Scope) -> ProxyConfig:
         blackhole = VirtualHost(f"{BLACKHOLE_VHOST}:{port}", ("*",), ())
         config.routes[name] = RouteConfig(name, tuple(vhosts) or (blackhole,))
     config.clusters = build_clusters(scope, index_rules(of_kind(scope.objects, DestinationRule), scope.mesh))
+    policies = policies_for(scope.objects, scope.namespace, scope.proxy.labels or {}, scope.mesh.root_namespace)
+    config.rbac_tcp, config.rbac_http = policy_filters(policies, tcp=True), policy_filters(policies, tcp=False)
     return config
 
 

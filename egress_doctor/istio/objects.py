@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from egress_doctor.istio.authz_objects import AuthorizationPolicy
+
 GROUP = "networking.istio.io"
 API_VERSIONS = ("v1", "v1beta1", "v1alpha3")
 KINDS = ("ServiceEntry", "Sidecar", "DestinationRule", "VirtualService", "Gateway")
@@ -339,7 +341,7 @@ class KubeService:
 
 CLUSTER_DOMAIN = "cluster.local"
 
-IstioObject = ServiceEntry | Sidecar | DestinationRule | VirtualService | Gateway | KubeService
+IstioObject = ServiceEntry | Sidecar | DestinationRule | VirtualService | Gateway | KubeService | AuthorizationPolicy
 
 
 @dataclass(frozen=True)

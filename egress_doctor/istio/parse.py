@@ -14,6 +14,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from egress_doctor.istio.authz_objects import AUTHORIZATION_POLICY, SECURITY_GROUP, SECURITY_VERSIONS
+from egress_doctor.istio.authz_parse import parse_policy
 from egress_doctor.istio.objects import (
     API_VERSIONS,
     GROUP,
@@ -130,6 +132,13 @@ def parse_object(doc: Any, namespace: str, source: str = "") -> IstioObject | Ig
     if api_version == "v1" and kind == KUBE_SERVICE:
         return _kube_service(_meta(doc, kind, api_version, namespace, source),
                              Spec(mapping(doc.get("spec", {}), "spec", source), source))
+    if group == SECURITY_GROUP and kind == AUTHORIZATION_POLICY:
+        if version not in SECURITY_VERSIONS:
+            raise IstioParseError(f"unknown version {api_version} for {kind}", source)
+        metadata = mapping(doc.get("metadata", {}), "metadata", source)
+        return parse_policy(_meta(doc, kind, api_version, namespace, source),
+                            Spec(mapping(doc.get("spec", {}), "spec", source), source),
+                            mapping(metadata.get("annotations"), "metadata.annotations", source))
     if group != GROUP or kind not in KINDS:
         return Ignored(source, kind or "?", f"not an egress kind ({api_version or 'no apiVersion'} {kind})")
     if version not in API_VERSIONS:

@@ -6,7 +6,8 @@
 The sidecar's configuration (istio.outbound) is simulated for the SDK's call; a call that lands
 on a service's cluster is followed: when that service is an egress gateway's (a Kubernetes
 Service whose pods a Gateway selects), the gateway's configuration (istio.gateway_proxy) is
-simulated for the same SNI on the Service's target port, and its cluster for the host must exist.
+simulated for the same SNI on the Service's target port: its AuthorizationPolicies must let the
+call through (istio.authz) and its cluster for the host must exist.
 A DestinationRule that originates TLS on a cluster the app already speaks TLS to breaks the call.
 
 A route to a `*.svc.cluster.local` service that the objects do not include is taken to be a
@@ -20,6 +21,7 @@ import enum
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
+from egress_doctor.istio.authz import RbacFilter, Request, Verdict, decide
 from egress_doctor.istio.gateway_proxy import build_gateway
 from egress_doctor.istio.hosts import subset_of
 from egress_doctor.istio.objects import (
@@ -48,6 +50,7 @@ class Stop(enum.StrEnum):
     TLS_ORIGINATION = "tls-origination"  # a DestinationRule wraps the app's TLS in TLS
     GATEWAY_NO_ROUTE = "gateway-no-route"  # the gateway has no listener or chain for the SNI / Host
     GATEWAY_NO_CLUSTER = "gateway-no-cluster"  # the gateway routes to a cluster it does not have
+    GATEWAY_DENIED = "gateway-denied"  # an AuthorizationPolicy on the gateway refuses it
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ class Hop:
 class Reach:
     hops: tuple[Hop, ...]
     stop: Stop = Stop.NONE
+    verdict: Verdict | None = None  # the gateway's AuthorizationPolicies, when they were asked
 
     @property
     def ok(self) -> bool:
@@ -129,9 +133,21 @@ def reach(world: World, host: str, port: int, scheme: str) -> Reach:
     hop = Hop(f"gateway {name}", hop_call, simulate(config, hop_call), proxy)
     if hop.result.error or not hop.result.cluster:
         return Reach((*hops, hop), Stop.GATEWAY_NO_ROUTE)
+    verdict = decide(*gateway_request(config, hop_call, host))
+    if verdict.denied:  # the RBAC filter sits before the chain's tcp_proxy / router
+        return Reach((*hops, hop), Stop.GATEWAY_DENIED, verdict)
     if hop.result.config is None:
-        return Reach((*hops, hop), Stop.GATEWAY_NO_CLUSTER)
-    return Reach((*hops, hop))
+        return Reach((*hops, hop), Stop.GATEWAY_NO_CLUSTER, verdict)
+    return Reach((*hops, hop), verdict=verdict)
+
+
+def gateway_request(config: ProxyConfig, call: Call, host: str) -> tuple[tuple[RbacFilter, ...], Request]:
+    """The gateway's RBAC filters for the call's chain, and the call as they see it: the SNI (or
+    Host) and the gateway pod's port. On a TLS PASSTHROUGH server the sidecar's connection
+    carries the app's own TLS, so the gateway sees no peer identity."""
+    if call.protocol == "http":
+        return config.rbac_http, Request(port=call.port, authority=host)
+    return config.rbac_tcp, Request(sni=host, port=call.port)
 
 
 EGRESS_GATEWAY_LABELS = {"istio": "egressgateway"}  # the istio-egressgateway chart's pod labels

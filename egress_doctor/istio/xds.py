@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from egress_doctor.istio.authz import RbacFilter
 from egress_doctor.istio.destination_rules import MergedRule
 from egress_doctor.istio.objects import ClientTls, Mode, Protocol, Resolution, ServicePort
 from egress_doctor.istio.registry import Service
@@ -143,6 +144,8 @@ class ProxyConfig:
     routes: dict[str, RouteConfig] = field(default_factory=dict)
     clusters: dict[str, Cluster] = field(default_factory=dict)
     catch_all: str = BLACKHOLE  # what virtualOutbound does with the rest (sidecars)
+    rbac_tcp: tuple[RbacFilter, ...] = ()  # a gateway's network RBAC filters (TLS / TCP chains)
+    rbac_http: tuple[RbacFilter, ...] = ()  # and its HTTP RBAC filters
 
     def listener(self, bind: str, port: int) -> Listener | None:
         return self.listeners.get((bind, port))

@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from egress_doctor.istio.authz_objects import AUTHORIZATION_POLICY, SECURITY_GROUP
 from egress_doctor.istio.objects import GROUP, KINDS, KUBE_SERVICE, IstioObject, IstioParseError, MeshConfig
 from egress_doctor.istio.parse import parse_object
 from egress_doctor.istio.yaml_load import MAX_FILE_BYTES, YamlLimitError, load_all
@@ -137,7 +138,8 @@ def _take(doc: Any, namespace: str, source: str, read: FileRead) -> None:
     if not isinstance(doc, dict):
         raise FilesError(f"{source}: a document must be a mapping")
     kind, api = str(doc.get("kind", "")), str(doc.get("apiVersion", ""))
-    if (api.startswith(GROUP + "/") and kind in KINDS) or (api == "v1" and kind == KUBE_SERVICE):
+    if ((api.startswith(GROUP + "/") and kind in KINDS) or (api == "v1" and kind == KUBE_SERVICE)
+            or (api.startswith(SECURITY_GROUP + "/") and kind == AUTHORIZATION_POLICY)):
         obj = parse_object(doc, namespace, source)
         if not isinstance(obj, IstioObject):
             return

@@ -15,7 +15,9 @@ What is read, in order (only GET requests; `k8s/rbac.yaml` grants exactly these)
 3. ServiceEntries in all namespaces; on 403, in the pod's and the root namespace only;
 4. Sidecars in the pod's and the root namespace;
 5. VirtualServices and DestinationRules (like ServiceEntries), kept when they name a probed host,
-   and the Gateways those VirtualServices bind to.
+   and the Gateways those VirtualServices bind to;
+6. `security.istio.io` AuthorizationPolicies in all namespaces (else the root namespace's): those
+   on the egress gateway's pods decide what it lets out.
 
 Every request has a short timeout, the whole read a deadline. `networking.istio.io/v1` is tried
 first and `v1beta1` on 404 (Istio < 1.22). A 403 or 404 is recorded and the read goes on; an API
@@ -31,6 +33,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from egress_doctor.istio.authz_objects import SECURITY_GROUP, SECURITY_VERSIONS
 from egress_doctor.istio.objects import (
     GROUP,
     Ignored,
@@ -185,6 +188,7 @@ class _Reader:
             ("VirtualServices", lambda: self._read_wide("virtualservices")),
             ("DestinationRules", lambda: self._read_wide("destinationrules")),
             ("Gateways", lambda: self._read_wide("gateways")),
+            ("AuthorizationPolicies", self._read_policies),
         ]
         for index, (_, step) in enumerate(steps):
             step()
@@ -291,6 +295,22 @@ class _Reader:
         for namespace in self._namespaces():
             self._keep(plural, self._list_istio(plural, namespace))
 
+    def _read_policies(self) -> None:
+        """AuthorizationPolicies (those on the egress gateway's pods decide what it lets out): all
+        namespaces, else the root namespace's; security.istio.io v1, else v1beta1."""
+        for namespace in (None, self._root_namespace()):
+            call = Request("list", f"authorizationpolicies.{SECURITY_GROUP}", namespace)
+            for version in SECURITY_VERSIONS:
+                got = self.session.fetch(call, self._lister(version, "authorizationpolicies", namespace,
+                                                            SECURITY_GROUP))
+                if not (isinstance(got, ReadError) and got.problem is Problem.NOT_SERVED):
+                    break
+            else:
+                return  # no such CRD: no policies
+            self._keep("authorizationpolicies", got)
+            if not (isinstance(got, ReadError) and got.problem is Problem.FORBIDDEN):
+                return
+
     def _list_istio(self, plural: str, namespace: str | None) -> dict[str, Any] | ReadError:
         """List in the served version: v1, else (404) v1beta1; remembered once one answers."""
         call = Request("list", f"{plural}.{GROUP}", namespace)
@@ -307,12 +327,12 @@ class _Reader:
             got = call.error(Problem.NOT_SERVED, f"{got.message} (tried {versions})", got.status)
         return got
 
-    def _lister(self, version: str, plural: str, namespace: str | None) -> Send:
+    def _lister(self, version: str, plural: str, namespace: str | None, group: str = GROUP) -> Send:
         if namespace is None:
             return lambda t: self.custom.list_cluster_custom_object(
-                GROUP, version, plural, _request_timeout=t, _preload_content=False)
+                group, version, plural, _request_timeout=t, _preload_content=False)
         return lambda t: self.custom.list_namespaced_custom_object(
-            GROUP, version, namespace, plural, _request_timeout=t, _preload_content=False)
+            group, version, namespace, plural, _request_timeout=t, _preload_content=False)
 
     def _keep(self, plural: str, got: dict[str, Any] | ReadError) -> None:
         if isinstance(got, ReadError):
@@ -334,7 +354,8 @@ class _Reader:
         try:
             parsed = parse_object(item, str(meta.get("namespace") or self.namespace), where)
         except IstioParseError as exc:
-            call = Request("list", f"{plural}.{GROUP}", meta.get("namespace"), meta.get("name"))
+            group = SECURITY_GROUP if plural == "authorizationpolicies" else GROUP
+            call = Request("list", f"{plural}.{group}", meta.get("namespace"), meta.get("name"))
             self._record(call.error(Problem.UNPARSEABLE, str(exc)))
             return None
         return None if isinstance(parsed, Ignored) else parsed
