@@ -5,6 +5,7 @@ the model, so `check --kubeconfig …` reads exactly what the sidecar runs. A fi
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -52,6 +53,13 @@ class MeshPod:
     def fix(self, *extra: str) -> list[dict[str, Any]]:
         return docs(self.check("--fix-only", *extra).stdout)
 
+    def gateway_stat(self, name: str) -> int:
+        """One counter of the gateway Envoy's admin `/stats` (summed over its listeners)."""
+        assert self.lab.gateway is not None
+        with urllib.request.urlopen(f"{self.lab.gateway.admin_url}/stats?filter={name}", timeout=3) as answer:
+            lines = answer.read().decode().splitlines()
+        return sum(int(v) for k, _, v in (x.partition(": ") for x in lines) if k.endswith(name) and v.isdigit())
+
     def apply(self, manifests: Sequence[Mapping[str, Any]]) -> None:
         """`kubectl apply -f -`: same kind, namespace and name replaced, others added."""
         new = [dict(m) for m in manifests]
@@ -66,13 +74,13 @@ class MeshPod:
 def mesh_pod(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pki: Pki, objects: str, mesh: Mapping[str, Any],
              namespace: str = "payments", credentials: str = "irsa",
              labels: Mapping[str, str] | None = None, imds_address: str | None = None,
-             egress_gateway: bool = False, enforce: bool = False) -> Iterator[MeshPod]:
+             egress_gateway: bool = False, enforce: bool = False, gateway_refused: bool = False) -> Iterator[MeshPod]:
     manifests = docs(objects)
     mesh_config, _ = parse_mesh_config(yaml.safe_dump(dict(mesh)))
     config = LabConfig(objects=tuple(manifests), mode=Mode(mesh_config.outbound_traffic_policy), namespace=namespace,
                        credentials=credentials, account_id=ACCOUNT, tables=("orders",), labels=labels,  # type: ignore[arg-type]
                        mesh_config=mesh_config, imds_address=imds_address, egress_gateway=egress_gateway,
-                       enforce=enforce)
+                       enforce=enforce, gateway_refused=gateway_refused)
     routes = routes_for_objects(manifests, mesh, namespace, POD_NAME, labels)
     with Lab(config) as lab, FakeApiServer(routes, tls=pki.ca) as api:
         become_the_pod(monkeypatch, {**lab.command_env(), "POD_NAME": POD_NAME})

@@ -84,3 +84,16 @@ def test_a_gateway_that_lists_the_regional_name_gets_the_account_host_offline_wi
     (edited,) = by_kind(fix, "Gateway")
     assert DDB in edited["spec"]["servers"][0]["hosts"]
     assert "dynamodb.us-east-1.amazonaws.com" in edited["spec"]["servers"][0]["hosts"]
+
+
+def test_an_authorization_policy_on_the_gateway_is_checked_offline_and_its_list_extended(tmp_path: Path) -> None:
+    # pilot/pkg/security/authz/builder/builder.go: the gateway's RBAC network filter on the SNI
+    from tests.test_egress_gateway_lab import ALL_THROUGH_GATEWAY, egress_policy
+
+    code, report, fix = analyze(tmp_path, ALL_THROUGH_GATEWAY + egress_policy("ALLOW", f"values: [{STS}]"))
+    assert code == 1 and "ED663" in codes(report), codes(report)
+    (edited,) = by_kind(fix, "AuthorizationPolicy")
+    assert edited["kind"] == "AuthorizationPolicy"
+    assert edited["spec"]["rules"][0]["when"][0]["values"] == [STS, DDB]
+    code, report, fix = analyze(tmp_path, ALL_THROUGH_GATEWAY + egress_policy("ALLOW", f"values: [{STS}, {DDB}]"))
+    assert "ED663" not in codes(report) and by_kind(fix, "AuthorizationPolicy") == [], codes(report)

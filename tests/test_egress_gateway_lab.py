@@ -233,3 +233,67 @@ def test_lab_run_with_an_enforced_egress_gateway_runs_the_check_through_both_env
         capture_output=True, text=True, timeout=60,
         env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")})
     assert done.returncode == code, done.stdout[-1500:] + done.stderr[-1500:]
+
+
+def egress_policy(action: str, sni: str) -> str:
+    """An AuthorizationPolicy on the gateway's pods keeping a list of SNIs (istio.io's "egress
+    gateway, additional security considerations", with the TLS passthrough condition
+    `connection.sni`, pilot/pkg/security/authz/model/model.go)."""
+    return f"""
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: egress-allowlist, namespace: istio-system}}
+spec:
+  selector: {{matchLabels: {{istio: egressgateway}}}}
+  action: {action}
+  rules:
+  - when:
+    - key: connection.sni
+      {sni}
+---"""
+
+
+@pytest.mark.parametrize(("action", "sni"), [
+    ("ALLOW", f"values: [{STS}]"),
+    ("DENY", f"notValues: [{STS}, dynamodb.us-east-1.amazonaws.com]"),
+], ids=["allow-list", "deny-all-but"])
+def test_an_authorization_policy_on_the_gateway_that_lists_the_siblings_gets_the_account_host_added(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pki: Pki, action: str, sni: str) -> None:
+    # builder.go: the gateway's network RBAC filter decides on the SNI before tcp_proxy; the real
+    # gateway Envoy resets DynamoDB's handshake. The fix adds the account host to the list the
+    # policy keeps, and nothing else.
+    mesh = ALL_THROUGH_GATEWAY + egress_policy(action, sni)
+    with mesh_pod(monkeypatch, tmp_path, pki, mesh, REGISTRY_ONLY, egress_gateway=True, enforce=True) as pod:
+        before = pod.check()
+        assert [c.split(".")[0] for c in failing(before)] == ["dynamodb"], failing(before)
+        assert pod.gateway_stat("tcp.rbac.denied") >= 1
+        fix = closes_in_one_round(pod, {"ED663"})
+    (edited,) = fix
+    condition = edited["spec"]["rules"][0]["when"][0]
+    assert DDB in condition["values" if action == "ALLOW" else "notValues"], edited
+
+
+def test_an_allow_policy_on_source_namespaces_at_a_passthrough_gateway_is_named_and_not_guessed_at(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pki: Pki) -> None:
+    # generator.go srcNamespaceGenerator: a namespace is matched on the peer's mTLS certificate;
+    # the sidecar's connection to a PASSTHROUGH server carries the app's TLS, so nothing matches
+    policy = egress_policy("ALLOW", f"values: [{STS}, {DDB}]").replace(
+        "  - when:", "  - from: [{source: {namespaces: [payments]}}]\n    when:")
+    with mesh_pod(monkeypatch, tmp_path, pki, ALL_THROUGH_GATEWAY + policy, REGISTRY_ONLY,
+                  egress_gateway=True, enforce=True) as pod:
+        result = pod.check()
+        assert result.code == 1 and "ED663" in codes(result), codes(result)
+        assert "mTLS identity" in result.stdout
+        assert pod.fix() == []
+
+
+def test_when_the_gateways_own_egress_is_refused_the_finding_says_so_and_no_entry_is_printed(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pki: Pki) -> None:
+    # the whole path is open in the model (gateway.go chain, cluster for the host); the gateway
+    # Envoy's upstream connect is refused: a ServiceEntry would be a wrong fix
+    with mesh_pod(monkeypatch, tmp_path, pki, ALL_THROUGH_GATEWAY, REGISTRY_ONLY, egress_gateway=True, enforce=True,
+                  gateway_refused=True) as pod:
+        result = pod.check()
+        assert result.code == 1 and codes(result) == ["ED664"], codes(result)
+        assert pod.fix() == []
+        assert pod.gateway_stat(f"outbound|443||{STS}.upstream_cx_connect_fail") >= 1

@@ -54,4 +54,4 @@ def test_explained_fix_passes_istiods_webhook_rules(name: str, manifest: dict) -
 
 def test_the_grid_prints_edits_of_every_kind_it_knows() -> None:
     kinds = {m["kind"] for _, m in MANIFESTS}
-    assert kinds == {"ServiceEntry", "Sidecar", "DestinationRule", "Gateway", "VirtualService"}
+    assert kinds == {"ServiceEntry", "Sidecar", "DestinationRule", "Gateway", "VirtualService", "AuthorizationPolicy"}

@@ -178,6 +178,18 @@ spec:
   host: istio-egressgateway.istio-system.svc.cluster.local
   subsets: [{name: sts}]
 """
+AUTHZ = """
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: egress-allowlist, namespace: istio-system}
+spec:
+  selector: {matchLabels: {istio: egressgateway}}
+  action: %s
+  rules:
+  - when:
+    - key: connection.sni
+      %s
+"""
 
 
 CASES = [
@@ -305,6 +317,36 @@ spec:
         [tls_eof(GCI)], ["ED660"], ["edit/serviceentry/payments/aws-sts"],
         mesh=mesh_view(se("aws-sts", [STS], ns=NS, extra="  exportTo: ['.']\n") + GATEWAY_VS + GATEWAY_FOR_STS % 443),
         golden="egress-gateway-hidden-entry",
+    ),
+    # istio.authz, after pilot/pkg/security/authz/builder/builder.go and model/model.go: on the
+    # gateway's TLS passthrough chain the RBAC network filter decides on the SNI
+    MeshCase(
+        "an AuthorizationPolicy on the egress gateway allows a list of SNIs without STS's: the fix adds STS's "
+        "regional name to that list",
+        [tls_eof(GCI)], ["ED663"], ["edit/authorizationpolicy/istio-system/egress-allowlist"],
+        mesh=mesh_view(se("aws-sts", [STS]) + GATEWAY_VS + GATEWAY_FOR_STS % 443 + "---" + AUTHZ % (
+            "ALLOW", "values: [dynamodb.us-east-1.amazonaws.com]")), golden="egress-gateway-authz-allow",
+    ),
+    MeshCase(
+        "an AuthorizationPolicy on the egress gateway denies every SNI but a list without STS's: the fix adds "
+        "STS's regional name to the notValues",
+        [tls_eof(GCI)], ["ED663"], ["edit/authorizationpolicy/istio-system/egress-allowlist"],
+        mesh=mesh_view(se("aws-sts", [STS]) + GATEWAY_VS + GATEWAY_FOR_STS % 443 + "---" + AUTHZ % (
+            "DENY", "notValues: [sts.amazonaws.com]")),
+    ),
+    MeshCase(
+        "an ALLOW policy on the egress gateway names the app's namespace, which a TLS passthrough gateway cannot "
+        "see: the refusal is named and no fix is guessed",
+        [tls_eof(GCI)], ["ED663"], [],
+        mesh=mesh_view(se("aws-sts", [STS]) + GATEWAY_VS + GATEWAY_FOR_STS % 443 + "---" + AUTHZ.replace(
+            "  - when:", "  - from: [{source: {namespaces: [payments]}}]\n    when:") % (
+            "ALLOW", "values: [sts.us-east-1.amazonaws.com]")),
+    ),
+    MeshCase(
+        "the whole path through the egress gateway is open and the call still fails: the gateway's own egress "
+        "refuses it, and no ServiceEntry is printed",
+        [tls_eof(GCI)], ["ED664"], [],
+        mesh=mesh_view(se("aws-sts", [STS]) + GATEWAY_VS + GATEWAY_FOR_STS % 443),
     ),
     MeshCase(
         "the Gateway serves the host on another port only: the fix adds a server for the port",

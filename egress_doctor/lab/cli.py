@@ -87,6 +87,8 @@ def _options(parser: argparse.ArgumentParser) -> None:
                         "istio: egressgateway), configured from the Gateways and VirtualServices bound to it")
     parser.add_argument("--enforce", action="store_true",
                         help="only the egress gateway may leave: the sidecar's own connections to AWS are refused")
+    parser.add_argument("--gateway-refused", action="store_true",
+                        help="the egress gateway's own connections to AWS are refused (its egress is blocked)")
 
 
 def config_from_args(args: argparse.Namespace) -> LabConfig:
@@ -100,7 +102,7 @@ def config_from_args(args: argparse.Namespace) -> LabConfig:
         files=tuple(args.filename), mode=Mode(args.mode), namespace=args.namespace, region=args.region,
         account_id=args.account_id, credentials=args.credentials, tables=tuple(args.table),
         resources=resources, sidecar_ready=not args.sidecar_not_ready, egress_gateway=args.egress_gateway,
-        enforce=args.enforce,
+        enforce=args.enforce, gateway_refused=args.gateway_refused,
     )
 
 

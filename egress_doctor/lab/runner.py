@@ -66,6 +66,7 @@ class LabConfig:
     # a second Envoy as istio-egressgateway (istio-system, `istio: egressgateway`); lab.gateway
     egress_gateway: bool = False
     enforce: bool = False  # only the gateway may leave: the sidecar's direct connections to AWS refused
+    gateway_refused: bool = False  # the gateway's own connections to AWS refused (its egress is blocked)
 
     def mesh(self) -> MeshConfig:
         if self.mesh_config is None:
@@ -139,7 +140,7 @@ class Lab:
             if self.config.egress_gateway:
                 self.gateway = GatewayEnvoy(self.directory)
                 self._stack.callback(self.gateway.close)
-            if self.config.enforce:
+            if self.config.enforce or self.config.gateway_refused:
                 self._refused, held = closed_port()
                 self._stack.callback(held.close)
             if self.config.sidecar_ready:
@@ -212,7 +213,7 @@ class Lab:
         if gateway is None and not self.config.enforce:
             return upstreams
         services = gateway.service_endpoints(with_gateway_service(self._objects)) if gateway else {}
-        return sidecar_upstreams(upstreams, services, self._refused)
+        return sidecar_upstreams(upstreams, services, self._refused if self.config.enforce else None)
 
     def _launch(self) -> None:
         """Translate and (re)start Envoy. A running Envoy is only replaced by a config that
@@ -229,7 +230,10 @@ class Lab:
                                  f"{checked.output}")
         bootstrap = write_dynamic(resources, self.directory / f"envoy-{self._generation}")
         if self.gateway is not None:
-            self.gateway.launch(with_gateway_service(self._objects), self.config.mesh(), self.fakes.upstreams(),
+            upstreams = self.fakes.upstreams()
+            if self.config.gateway_refused:
+                upstreams = sidecar_upstreams(upstreams, {}, self._refused)
+            self.gateway.launch(with_gateway_service(self._objects), self.config.mesh(), upstreams,
                                 self.config.istio_version, self.config.access_log)
         if self._envoy is not None:
             self._envoy.stop()

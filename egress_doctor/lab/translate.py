@@ -40,6 +40,7 @@ from egress_doctor.istio.xds import (
     RouteConfig,
 )
 from egress_doctor.lab.clusters import LAB_METADATA, Json, build_clusters, socket_address
+from egress_doctor.lab.rbac import with_rbac
 from egress_doctor.lab.routes import catch_all_only, route_config
 from egress_doctor.lab.upstreams import LINK_LOCAL_STANDINS, Upstreams
 
@@ -108,6 +109,10 @@ def render(config: ProxyConfig, scope: Scope, ports: LabPorts, upstreams: Upstre
                  for entry in config.listeners.values()]
     if config.kind == "sidecar":
         listeners.append(_virtual_outbound(config, ports, taken))
+    else:
+        bound = {port: listener_ports[(bind, port)] for (bind, port) in config.listeners
+                 if (bind, port) in listener_ports}
+        with_rbac(listeners, config.rbac_tcp, config.rbac_http, bound)
     _set_access_logs(listeners, access_log)
     return EnvoyResources(
         node=node,

@@ -21,6 +21,7 @@ from egress_doctor.diagnose.rules.base import Cause, RunContext
 from egress_doctor.diagnose.rules.mesh_context import ExplainOptions, Explanation, MeshContext, mesh_context
 from egress_doctor.diagnose.rules.mesh_explain import passes
 from egress_doctor.diagnose.rules.mesh_explain import registry_only_override as _override
+from egress_doctor.diagnose.rules.mesh_gateways import refused_beyond_gateway
 from egress_doctor.diagnose.rules.mesh_plan import HostPlan, ModelState, new_entry_manifest, plan_host
 from egress_doctor.diagnose.rules.predicted import predicted
 from egress_doctor.fixes.builders import EgressNeed, FixOptions
@@ -97,6 +98,9 @@ def _refine(c: Cause, ctx: RunContext, state: ModelState, fix_options: FixOption
     fallback = Explanation(c.code, c.args, where[0], where[1], new_entry=c.need is not None)
     plan = plan_host(state, *where, fix_options, fallback if c.code in codes_with("blocked") else None)
     found = [e for e in plan.explanations if allowed is None or e.code in allowed or e is fallback]
+    if not found and not plan.remaining and c.code in codes_with("blocked") and (
+            beyond := refused_beyond_gateway(state.ctx.world, *where)) is not None:
+        return [Cause(beyond.code, beyond.args, c.checks, c.hosts)]  # no Istio fix: the gateway's egress
     if not found and plan.remaining:  # blocked beyond the sidecar, and nothing says why
         return [dataclasses.replace(c, need=None, edit=None), unverified(plan, c)]
     if not found:

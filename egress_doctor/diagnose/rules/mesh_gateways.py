@@ -10,22 +10,28 @@ edit that mends it (istio.io "Egress Gateways", TLS passthrough). Pure.
   the pod's namespace (istiod looks there first).
 - The gateway has no chain for the SNI: the Gateway the route names is missing, or lists no
   server for the host on the port: ED621, the Gateway created or its server's hosts extended.
+- An AuthorizationPolicy on the gateway refuses the SNI (istio.authz): ED663, the host added to
+  the list of hosts that an ALLOW rule (`when: connection.sni values`) or a DENY rule (`notValues`)
+  already keeps — the edit that lets it through, checked by deciding again; none otherwise.
 - The gateway has a chain but no cluster for the host: the entry is not exported to the gateway's
   namespace (ED660, the namespace added to its exportTo), or there is no entry (ED660, a new one).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from egress_doctor.fixes import edits
 from egress_doctor.fixes.builders import unique_name
 from egress_doctor.fixes.edits import Edit
+from egress_doctor.istio.authz import allowing_edits, needs_identity, policies_for
 from egress_doctor.istio.destination_rules import index_rules, rule_for
+from egress_doctor.istio.gateway_proxy import build_gateway
 from egress_doctor.istio.hosts import subset_of
 from egress_doctor.istio.objects import MESH_GATEWAY, DestinationRule, Gateway, ServiceEntry, VirtualService, of_kind
-from egress_doctor.istio.reach import Reach, Stop, World
+from egress_doctor.istio.reach import Reach, Stop, World, gateway_request, reach
 from egress_doctor.istio.registry import build_services, service_export_reach, service_visible
 
 EGRESS_SELECTOR = {"istio": "egressgateway"}
@@ -33,7 +39,7 @@ EGRESS_SELECTOR = {"istio": "egressgateway"}
 
 @dataclass(frozen=True)
 class GatewayProblem:
-    code: str  # ED621 (Gateway), ED622 (DestinationRule subset), ED660 (entry hidden from the gateway)
+    code: str  # ED621 (Gateway), ED622 (DestinationRule subset), ED660 (entry hidden), ED663 (RBAC)
     args: dict[str, object]
     edit: Edit | None
     new_entry: bool = False
@@ -62,6 +68,8 @@ def gateway_problems(world: World, path: Reach, host: str, port: int, istio_api:
         return _gateway_without_server(world, vs, host, port, istio_api, read or {})
     if path.stop is Stop.GATEWAY_NO_CLUSTER:
         return _hidden_from_gateway(world, path, vs, host, port)
+    if path.stop is Stop.GATEWAY_DENIED:
+        return _denied_at_gateway(world, path, host, port)
     return []
 
 
@@ -137,3 +145,41 @@ def _hidden_from_gateway(world: World, path: Reach, vs: VirtualService, host: st
                 return [GatewayProblem("ED660", {**args, "entry": f"{se.meta.ref} is not exported there"}, edit)]
     return [GatewayProblem("ED660", {**args, "entry": "no ServiceEntry registers the host"}, None,
                           new_entry=True)]
+
+
+def _denied_at_gateway(world: World, path: Reach, host: str, port: int) -> list[GatewayProblem]:
+    hop, verdict = path.gateway, path.verdict
+    assert hop is not None and hop.target is not None and verdict is not None
+    tcp = hop.call.protocol != "http"
+    policies = policies_for(world.objects, hop.target.namespace, hop.target.labels or {}, world.mesh.root_namespace)
+    request = gateway_request(build_gateway(world.gateway_scope(hop.target)), hop.call, host)[1]
+    shown = "refuses the connection (reset)" if tcp else 'answers 403 "RBAC: access denied"'
+    reason = verdict.reason
+    if request.identity == "" and needs_identity(policies):
+        reason += (" (rules on source namespaces, principals or service accounts need the pod's mTLS identity, "
+                   "which a TLS PASSTHROUGH gateway never sees)")
+    args: dict[str, object] = {"host": host, "port": port, "gateway": hop.proxy.removeprefix("gateway "),
+                               "policy": verdict.policy or "an AuthorizationPolicy", "reason": reason,
+                               "shown": shown}
+    for policy, where in allowing_edits(policies, request, tcp):
+        op = {"op": "add", "path": f"{where}/-", "value": host}
+        field = re.sub(r"/(\d+)", r"[\1]", where.removeprefix("/spec/")).replace("/", ".")
+        edit = Edit(policy.meta.ref, f"add {host} to {field} ({policy.action.value} rule)", (op,), policy)
+        return [GatewayProblem("ED663", args, edit)]
+    return [GatewayProblem("ED663", args, None)]
+
+
+def refused_beyond_gateway(world: World | None, host: str, port: int, scheme: str) -> GatewayProblem | None:
+    """ED664 for a call that failed although the model's whole path is open and goes through an
+    egress gateway: what refuses it is beyond the mesh — the gateway's own connection to the host
+    (its NetworkPolicy, firewall or NAT, or DNS at the gateway). No Istio object is missing, and a
+    direct entry would be a wrong fix."""
+    if world is None:
+        return None
+    path = reach(world, host, port, scheme)
+    hop = path.gateway
+    if not path.ok or hop is None:
+        return None
+    args = {"host": host, "port": port, "gateway": hop.proxy.removeprefix("gateway "),
+            "cluster": hop.result.cluster}
+    return GatewayProblem("ED664", args, None)

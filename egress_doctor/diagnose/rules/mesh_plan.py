@@ -112,6 +112,7 @@ _STOPS = {
     Stop.GATEWAY_NO_ROUTE: "the egress gateway has no listener or route for it (a VirtualService bound to "
                            "the Gateway needs a route for the host)",
     Stop.GATEWAY_NO_CLUSTER: "the egress gateway has no cluster for it",
+    Stop.GATEWAY_DENIED: "an AuthorizationPolicy on the egress gateway refuses it",
 }
 
 
