@@ -77,6 +77,14 @@ def test_serve_takes_the_probe_and_fix_options_of_check_but_not_its_output_optio
         build_parser().parse_args(["serve", "-o", "json"])
 
 
+def test_serve_takes_egress_via_so_a_readiness_check_fixes_the_way_the_mesh_leaves():
+    args = build_parser().parse_args(["serve", "--egress-via", "istio-system/istio-egressgateway"])
+    assert args.egress_via == "istio-system/istio-egressgateway"
+    assert build_parser().parse_args(["serve", "--egress-via", "direct"]).egress_via == "direct"
+    with pytest.raises(UsageError):
+        build_parser().parse_args(["serve", "--egress-via", "no-slash"])
+
+
 def test_serve_validates_check_options_like_check_does():
     err = io.StringIO()
     env = Environment(stderr=err, stdout=io.StringIO())

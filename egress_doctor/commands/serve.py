@@ -135,7 +135,7 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 # `check` options that `serve` takes too (argparse dests): the probe and the fix, not the output.
 SHARED_CHECK_OPTIONS = (
     "region", "deadline", "connect_timeout", "read_timeout", "connect_to",
-    "namespace", "istio_api", "wildcard", "imds_fix", *FOOTPRINT_DESTS,
+    "namespace", "istio_api", "wildcard", "imds_fix", "egress_via", *FOOTPRINT_DESTS,
 )  # fmt: skip
 
 
