@@ -18,6 +18,7 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -297,3 +298,24 @@ def test_when_the_gateways_own_egress_is_refused_the_finding_says_so_and_no_entr
         assert result.code == 1 and codes(result) == ["ED664"], codes(result)
         assert pod.fix() == []
         assert pod.gateway_stat(f"outbound|443||{STS}.upstream_cx_connect_fail") >= 1
+
+
+@pytest.mark.parametrize(("broken", "code", "edited"), [
+    # the sidecar routes to subset `aws` of the gateway's Service, and no DestinationRule defines it:
+    # cluster_builder: no subset cluster; tcp_proxy has no cluster (ED622), the subset is added
+    (lambda m: m.replace("  subsets: [{name: aws}]", "  subsets: [{name: other}]"), "ED622",
+     ("DestinationRule", "egressgateway-for-aws")),
+    # the VirtualService binds a Gateway that does not exist: the gateway Envoy has no listener
+    # (gateway.go builds listeners from Gateways only), the Gateway is created
+    (lambda m: "\n---".join(d for d in m.split("\n---") if "kind: Gateway\n" not in d), "ED621",
+     ("Gateway", "istio-egressgateway")),
+], ids=["subset-missing", "gateway-missing"])
+def test_a_break_between_the_sidecar_and_the_gateway_is_named_at_its_hop_and_mended_in_one_round(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pki: Pki, broken: Callable[[str], str], code: str,
+        edited: tuple[str, str]) -> None:
+    mesh = broken(ALL_THROUGH_GATEWAY)
+    assert mesh != ALL_THROUGH_GATEWAY
+    with mesh_pod(monkeypatch, tmp_path, pki, mesh, REGISTRY_ONLY, egress_gateway=True, enforce=True) as pod:
+        fix = closes_in_one_round(pod, {code})
+    kinds = _kinds(fix)
+    assert edited in kinds and not any(kind == "ServiceEntry" for kind, _ in kinds), list(kinds)
