@@ -109,11 +109,11 @@ def render(config: ProxyConfig, scope: Scope, ports: LabPorts, upstreams: Upstre
                  for entry in config.listeners.values()]
     if config.kind == "sidecar":
         listeners.append(_virtual_outbound(config, ports, taken))
-    else:
+    _set_access_logs(listeners, access_log)
+    if config.kind != "sidecar":  # after the access logs: an RBAC filter has none
         bound = {port: listener_ports[(bind, port)] for (bind, port) in config.listeners
                  if (bind, port) in listener_ports}
         with_rbac(listeners, config.rbac_tcp, config.rbac_http, bound)
-    _set_access_logs(listeners, access_log)
     return EnvoyResources(
         node=node,
         listeners=listeners,
