@@ -54,6 +54,15 @@ class SdkEndpoint:
 
 
 @dataclass(frozen=True)
+class FootprintCall:
+    service: str
+    operation: str  # botocore's name: HeadBucket
+    params: Mapping[str, Any]
+    purpose: str  # "S3 HeadBucket invoice-archive"
+    region: str | None = None
+
+
+@dataclass(frozen=True)
 class EndpointOptions:
     region: str
     credentials: str = "irsa"
@@ -66,6 +75,9 @@ class EndpointOptions:
     # The app's environment (AWS_* variables), read by botocore itself: AWS_STS_REGIONAL_ENDPOINTS,
     # AWS_ENDPOINT_URL_*, AWS_S3_US_EAST_1_REGIONAL_ENDPOINT, … None: an isolated default SDK.
     environ: Mapping[str, str] | None = None
+    # More calls of the app's footprint (`check`'s plan: --service, --bucket, --queue, …), each
+    # predicted in its own region (an ARN's or a queue URL's), else `region`.
+    calls: tuple[FootprintCall, ...] = ()
 
     def __post_init__(self) -> None:
         if self.credentials not in CREDENTIAL_MODES:
@@ -74,7 +86,7 @@ class EndpointOptions:
             raise ValueError(f"account must be 12 digits, not {self.account!r}")
         if self.account_endpoint_mode is not None and self.account_endpoint_mode not in ACCOUNT_MODES:
             raise ValueError(f"account endpoint mode must be one of {', '.join(ACCOUNT_MODES)}")
-        unknown = set(self.services) - set(SERVICES)
+        unknown = set(self.services) - set(SERVICES) - {c.service for c in self.calls}
         if unknown:
             raise ValueError(f"unknown service {sorted(unknown)[0]!r} (known: {', '.join(SERVICES)})")
 
@@ -163,6 +175,23 @@ def _dynamodb_endpoints(options: EndpointOptions, session: Any) -> list[SdkEndpo
     return out
 
 
+def _footprint_endpoints(options: EndpointOptions, session: Any) -> list[SdkEndpoint]:
+    """Each footprint call's URL, from a client in the call's region (S3 addressing, SQS's JSON
+    protocol host, access points, AWS_ENDPOINT_URL_<SERVICE>: botocore decides)."""
+    from botocore import xform_name
+
+    out = []
+    account = _account_of_run(options)
+    for call in options.calls:
+        client = _client(session, call.service, replace(options, region=call.region or options.region), account)
+        try:
+            url = url_of(client, xform_name(call.operation), dict(call.params))
+        except Exception as exc:
+            raise ValueError(f"{call.purpose}: botocore cannot build the call ({exc})") from None
+        out.append(_endpoint(url, call.service, call.purpose))
+    return out
+
+
 def _unknown_account(endpoint: SdkEndpoint) -> SdkEndpoint:
     if not endpoint.host.startswith(_PLACEHOLDER_ACCOUNT + "."):
         return endpoint
@@ -192,6 +221,7 @@ def _endpoints(options: EndpointOptions) -> list[SdkEndpoint]:
         found.append(_endpoint(url, "sts", "STS GetCallerIdentity"))
     if "dynamodb" in options.services:
         found += _dynamodb_endpoints(options, session)
+    found += _footprint_endpoints(options, session)
     unique: dict[tuple[str, int], SdkEndpoint] = {}
     for endpoint in (_unknown_account(e) for e in found):
         seen = unique.get((endpoint.host, endpoint.port))

@@ -29,7 +29,8 @@ examples:
 
 
 def add_analyze_parser(commands: Any) -> None:
-    from egress_doctor.aws.endpoints import ACCOUNT_MODES, CREDENTIAL_MODES, SERVICES
+    from egress_doctor.aws.endpoints import ACCOUNT_MODES, CREDENTIAL_MODES
+    from egress_doctor.commands.footprint import add_footprint_arguments
 
     p = commands.add_parser(
         "analyze",
@@ -46,10 +47,6 @@ def add_analyze_parser(commands: Any) -> None:
                    "account endpoint); without it, irsa and pod-identity need *.ddb.<region>…")
     p.add_argument("--credentials", choices=CREDENTIAL_MODES,
                    help="how the app gets credentials (default: from the app's environment, else irsa)")
-    p.add_argument("--table", action="append", default=[], metavar="NAME|ARN",
-                   help="DynamoDB table (repeatable); an ARN adds its account's endpoint")
-    p.add_argument("--service", action="append", choices=SERVICES, metavar="SERVICE",
-                   help=f"AWS services the app calls (repeatable; default: {', '.join(SERVICES)})")
     p.add_argument("-n", "--namespace", default="default", help="the pod's namespace (default: default)")
     p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
                    help="a pod label, for Sidecar workloadSelectors (repeatable; default: unknown)")
@@ -77,12 +74,14 @@ def add_analyze_parser(commands: Any) -> None:
                    help="networking.istio.io version of new objects (default: the files' own, else v1; edits "
                    "keep their own)")
     p.add_argument("--wildcard", action="store_true",
-                   help="allow *.ddb.<region>.amazonaws.com (resolution NONE) instead of one account's host")
+                   help="allow *.ddb.<region>.amazonaws.com and *.s3[.<region>].amazonaws.com (resolution NONE) "
+                   "instead of one account's DynamoDB host and each bucket's S3 host")
     p.add_argument("--imds-fix", choices=("serviceentry", "annotation"), default="serviceentry")
     p.add_argument("--egress-via", metavar="NAMESPACE/GATEWAY|direct", type=validate.egress_via, default="",
                    help="where AWS hosts go out: through NAMESPACE/GATEWAY, or direct (never through "
                        "a gateway); default: like the hosts the mesh routes already (docs/egress-gateway.md)")
     p.add_argument("--no-color", action="store_true")
+    add_footprint_arguments(p)
     p.set_defaults(handler=run_analyze_command, verbose=False)
 
 
@@ -114,6 +113,7 @@ def _region(args: argparse.Namespace, env: Environment, app: Mapping[str, str] |
 def run_analyze_command(args: argparse.Namespace, env: Environment) -> int:
     from egress_doctor.aws.endpoints import EndpointOptions, sdk_endpoints
     from egress_doctor.commands.analyze_env import app_environment, credentials_of, istio_api_of
+    from egress_doctor.commands.footprint import footprint_calls, footprint_from
     from egress_doctor.diagnose.engine import DiagnoseOptions
     from egress_doctor.diagnose.offline import analyze
     from egress_doctor.istio.objects import MeshConfig, Mode
@@ -121,16 +121,17 @@ def run_analyze_command(args: argparse.Namespace, env: Environment) -> int:
     from egress_doctor.sources.files import FilesError, read_files, to_view
 
     started = time.monotonic()
-    tables = tuple(validate.table(t) for t in args.table)
+    footprint = footprint_from(args, env.environ)
+    tables = tuple(validate.table(r.text) for r in footprint.resources if r.kind == "table")
     redactor = Redactor()
     try:
         read = read_files(args.filename, args.namespace)
         app = app_environment(args, read, redactor)
-        region = _region(args, env, app.environ)
+        region = args.region or footprint.region or _region(args, env, app.environ)
         credentials, account = credentials_of(args, app.environ)
         endpoint_options = EndpointOptions(
             region=region, credentials=credentials, account=account, tables=tables,
-            services=tuple(args.service or ("sts", "dynamodb")),
+            services=_sdk_services(footprint), calls=footprint_calls(footprint),
             fips=args.fips if app.environ is not None else bool(args.fips),
             dualstack=args.dualstack if app.environ is not None else bool(args.dualstack),
             account_endpoint_mode=args.account_endpoint_mode or (None if app.environ is not None else "preferred"),
@@ -158,6 +159,14 @@ def run_analyze_command(args: argparse.Namespace, env: Environment) -> int:
 
     write_report(report, args, env, redactor)
     return int(report.exit_status)
+
+
+def _sdk_services(footprint: Any) -> tuple[str, ...]:
+    """STS always (credentials, GetCallerIdentity); DynamoDB's regional and account hosts when the
+    footprint names no service or resource (what `check` calls then), DynamoDB or a table."""
+    dynamodb = footprint.empty or "dynamodb" in footprint.services or any(
+        r.kind == "table" for r in footprint.resources)
+    return ("sts", "dynamodb") if dynamodb else ("sts",)
 
 
 def _refuse_nothing(read: Any, args: argparse.Namespace) -> None:

@@ -71,6 +71,20 @@ def footprint_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Any:
     return base.merged(Footprint(services=services, resources=resources))
 
 
+def footprint_calls(footprint: Any) -> tuple[Any, ...]:
+    """The footprint's calls as `check` plans them, for `analyze` to predict (aws.endpoints
+    .FootprintCall); STS and DynamoDB are predicted by aws.endpoints itself (credentials, the
+    regional and account hosts, table ARNs)."""
+    from botocore.loaders import create_loader
+
+    from egress_doctor.aws.endpoints import FootprintCall
+    from egress_doctor.probes.plan import plan_calls
+
+    calls = plan_calls(footprint, create_loader())
+    return tuple(FootprintCall(c.service, c.operation, c.params, c.title, c.region) for c in calls
+                 if c.service not in ("sts", "dynamodb"))
+
+
 def _service_name(value: str) -> str:
     name = value.strip().lower()
     if not name:
