@@ -193,6 +193,7 @@ def test_in_an_enforced_mesh_a_host_with_only_a_direct_entry_is_routed_through_t
     assert not any(kind == "ServiceEntry" for kind, _ in edited), list(edited)
     routes = edited[("VirtualService", "aws-egress")]["spec"]
     assert DDB in routes["hosts"]
+    assert DDB in edited[("Gateway", "istio-egressgateway")]["spec"]["servers"][0]["hosts"]  # ED665
     assert [r["route"][0]["destination"]["host"] for r in routes["tls"] if DDB in r["match"][0]["sniHosts"]] == [
         GW_HOST, DDB]
 
@@ -207,6 +208,7 @@ def test_in_an_enforced_mesh_a_host_with_no_entry_gets_one_routed_through_the_ga
     (created,) = [m for m in fix if m["kind"] == "ServiceEntry"]
     assert created["spec"]["hosts"] == [DDB] and created["spec"]["exportTo"] == [".", "istio-system"]
     assert DDB in _kinds(fix)[("VirtualService", "aws-egress")]["spec"]["hosts"]
+    assert DDB in _kinds(fix)[("Gateway", "istio-egressgateway")]["spec"]["servers"][0]["hosts"]
 
 
 def test_egress_via_direct_in_an_enforced_mesh_names_the_refusal_and_prints_no_fix(

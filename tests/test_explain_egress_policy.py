@@ -54,8 +54,10 @@ def refused_upstream(host: str, port: int = 443) -> SidecarView:
 CASES = [
     MeshCase(
         "the sidecar carries the host directly and its connect was refused beyond it, while the mesh sends "
-        "DynamoDB through the egress gateway: routed like its sibling, no second direct entry",
-        [tls_eof(GCI)], ["ED661"], ["edit/virtualservice/istio-system/aws-via-egress"],
+        "DynamoDB through the egress gateway: routed like its sibling, the Gateway that lists its hosts lists it "
+        "too, no second direct entry",
+        [tls_eof(GCI)], ["ED661", "ED665"],
+        ["edit/gateway/istio-system/istio-egressgateway", "edit/virtualservice/istio-system/aws-via-egress"],
         mesh=mesh_view(se("aws-sts", [STS]) + DDB_VIA_GATEWAY, refused_upstream(STS)),
         golden="egress-gateway-direct-refused",
     ),
@@ -67,8 +69,9 @@ CASES = [
     MeshCase(
         "a host with no entry in a mesh that sends DynamoDB through the egress gateway: the new entry is "
         "exported to the gateway's namespace and routed like its sibling",
-        [tls_eof(GCI)], ["ED625", "ED601", "ED662"],
-        ["edit/virtualservice/istio-system/aws-via-egress", "serviceentry/sts-us-east-1-amazonaws-com"],
+        [tls_eof(GCI)], ["ED625", "ED601", "ED662", "ED665"],
+        ["edit/gateway/istio-system/istio-egressgateway", "edit/virtualservice/istio-system/aws-via-egress",
+         "serviceentry/sts-us-east-1-amazonaws-com"],
         mesh=mesh_view(DDB_VIA_GATEWAY, sidecar()), golden="egress-gateway-new-host",
     ),
 ]

@@ -24,7 +24,7 @@ from egress_doctor.aws.hosts import is_ip
 from egress_doctor.diagnose.rules.mesh_context import Explanation, MeshContext
 from egress_doctor.fixes.edits import Edit
 from egress_doctor.istio.hosts import subset_of
-from egress_doctor.istio.objects import MESH_GATEWAY, VirtualService, of_kind
+from egress_doctor.istio.objects import MESH_GATEWAY, Gateway, VirtualService, of_kind
 from egress_doctor.istio.reach import Reach, gateway_behind, reach
 
 DIRECT = "direct"
@@ -131,3 +131,35 @@ def follow_the_mesh(ctx: MeshContext, created: str, host: str, port: int, scheme
         return None
     args = {"host": host, "port": port, "route": sibling.vs.meta.ref, "gateway": sibling.gateway}
     return Explanation("ED662", args, host, port, route_like_siblings(sibling, host, port))
+
+
+ROUTED_LIKE_SIBLINGS = ("ED661", "ED662")
+
+
+def listed_on_gateway(ctx: MeshContext, host: str, port: int, scheme: str) -> Explanation | None:
+    """ED665 once a host routed like its siblings reaches the host through the gateway, when the
+    Gateway's server for the port names the hosts it lets out and not this one: istiod builds the
+    gateway's chain from the VirtualService's `sniHosts` once one of its hosts matches the server
+    (gateway.go), so the route works without it, but a Gateway that lists its hosts should keep
+    saying what leaves through it — and the route would break the day the sibling leaves it."""
+    world = ctx.world
+    if world is None:
+        return None
+    hop = reach(world, host, port, scheme).gateway
+    if hop is None:
+        return None
+    ref = hop.proxy.removeprefix("gateway ")
+    gateway = next((g for g in of_kind(world.objects, Gateway) if f"{g.meta.namespace}/{g.meta.name}" == ref), None)
+    if gateway is None:
+        return None
+    for index, server in enumerate(gateway.servers):
+        if server.port.number != port:
+            continue
+        names = [h.partition("/")[2] if "/" in h else h for h in server.hosts]
+        if not names or any(subset_of(host, n) for n in names):
+            return None
+        op = {"op": "add", "path": f"/spec/servers/{index}/hosts/-", "value": host}
+        edit = Edit(gateway.meta.ref, f"add {host} to the port {port} server's hosts", (op,), gateway)
+        args = {"host": host, "port": port, "gateway": gateway.meta.ref}
+        return Explanation("ED665", args, host, port, edit, blocks=False)
+    return None

@@ -23,7 +23,7 @@ from typing import Any
 
 from egress_doctor.aws.hosts import is_ip
 from egress_doctor.diagnose.rules.mesh_context import Explanation, MeshContext
-from egress_doctor.diagnose.rules.mesh_egress_policy import follow_the_mesh
+from egress_doctor.diagnose.rules.mesh_egress_policy import ROUTED_LIKE_SIBLINGS, follow_the_mesh, listed_on_gateway
 from egress_doctor.diagnose.rules.mesh_explain import explain, passes
 from egress_doctor.fixes.builders import FixOptions, entry_name, external_service_entry, metadata_service_entry
 from egress_doctor.fixes.edits import Edit, edited_manifest
@@ -69,6 +69,9 @@ def plan_host(state: ModelState, host: str, port: int, scheme: str, options: Fix
     for _ in range(ROUNDS):
         if state.ctx.world is not None and passes(state.ctx, host, port, scheme):
             follow = follow_the_mesh(state.ctx, plan.created, host, port, scheme, options.egress_via)
+            if follow is None and any(e.code in ROUTED_LIKE_SIBLINGS for e in plan.explanations) and not any(
+                    e.code == "ED665" for e in plan.explanations):
+                follow = listed_on_gateway(state.ctx, host, port, scheme)
             if follow is None:
                 plan.verified = bool(plan.explanations)
                 return plan
