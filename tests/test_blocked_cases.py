@@ -33,6 +33,13 @@ def http(authority: str, ip: str = "93.184.216.34", port: int = 80, code: int = 
             f'"{authority}" "-" {cluster} - {ip}:{port} 10.0.0.7:58520 - {route}')
 
 
+DDB = "111122223333.ddb.us-east-1.amazonaws.com"
+GATEWAY = "istio-system/istio-egressgateway-6d5f"
+GATEWAY_RBAC = (f'[2026-12-02T17:09:48.786Z] "- - -" 0 - - rbac_access_denied_matched_policy[none] "-" 517 0 4 - "-" '
+                f'"-" "-" "-" "127.0.0.1:33271" outbound|443||{DDB} 127.0.0.1:45316 127.0.0.1:49781 '
+                f'127.0.0.1:59842 {DDB} -')
+GATEWAY_UF = (f'[2026-12-02T17:09:50.755Z] "- - -" 0 UF,URX - - "delayed_connect_error:_Connection_refused" 0 0 2 '
+              f'- "-" "-" "-" "-" "127.0.0.1:59435" outbound|443||{DDB} - 127.0.0.1:60493 127.0.0.1:33276 {DDB} -')
 ENVOY = "[2026-12-02 14:01:53.048][8249][warning][main] [source/server/server.cc:961] Usage of the deprecated key"
 
 
@@ -70,6 +77,14 @@ class Case:
 
 API = "payments/api-1"
 CASES = [
+    # an egress gateway's own log (lab/rbac.py's filters on a real Envoy logged these lines)
+    Case("a tls connection the egress gateway's authorization policy refused is named and gets no service entry",
+         {GATEWAY: [ENVOY, GATEWAY_RBAC]}, ["ED658"], [(DDB, 443, "RBAC denied", "ED658")], [],
+         ["refused 111122223333.ddb.us-east-1.amazonaws.com:443 1 time(s) by an AuthorizationPolicy"]),
+    Case("a host the egress gateway routed but could not reach itself is named and gets no service entry",
+         {GATEWAY: [GATEWAY_UF, GATEWAY_UF]}, ["ED659"], [(DDB, 443, "upstream connect failed", "ED659")], []),
+    Case("an in-mesh service whose pods refuse connections is not an egress refusal",
+         {API: [tcp(cluster="outbound|8080||reviews.default.svc.cluster.local", flags="UF,URX", port=8080)]}, []),
     Case("a blackholed tls connection is named by its sni and gets a tls service entry",
          {API: [ENVOY, tcp(SQS)]}, ["ED650"], [(SQS, 443, "BlackHoleCluster", "ED650")],
          ["serviceentry/sqs-us-east-1-amazonaws-com"], ["Pod payments/api-1 tried sqs.us-east-1.amazonaws.com:443"]),

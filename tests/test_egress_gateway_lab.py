@@ -12,6 +12,8 @@ istiod behaviour the cases depend on:
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import socket
 import ssl
@@ -23,8 +25,13 @@ from pathlib import Path
 
 import pytest
 
+from egress_doctor.cli import main
+from egress_doctor.context import Environment
+from egress_doctor.lab.pod_log import pod_log
 from egress_doctor.lab.runner import Lab, LabConfig
 from tests.fidelity_pod import ACCOUNT, closes_in_one_round, codes, docs, failing, mesh_pod
+from tests.kube_api import FakeApiServer, write_kubeconfig
+from tests.kube_logs import FakePod, log_routes
 from tests.sockets import Pki
 
 pytestmark = pytest.mark.lab
@@ -321,3 +328,30 @@ def test_a_break_between_the_sidecar_and_the_gateway_is_named_at_its_hop_and_men
         fix = closes_in_one_round(pod, {code})
     kinds = _kinds(fix)
     assert edited in kinds and not any(kind == "ServiceEntry" for kind, _ in kinds), list(kinds)
+
+
+def test_blocked_reads_what_the_gateway_envoy_itself_refused_by_policy_and_could_not_reach(
+        pki: Pki, tmp_path: Path) -> None:
+    # the gateway's own istio-proxy log, served as pods/log: `blocked -n istio-system` names the
+    # RBAC refusal (DynamoDB, not in the policy's list) and prints no ServiceEntry for it
+    mesh = ALL_THROUGH_GATEWAY + egress_policy("ALLOW", f"values: [{STS}]")
+    with Lab(LabConfig(objects=tuple(docs(mesh)), namespace="payments", egress_gateway=True, enforce=True)) as lab:
+        assert lab.gateway is not None and lab.ports is not None
+        assert _tls_handshake(lab.ports.tls, DDB) != "ok" and _tls_handshake(lab.ports.tls, STS) == "ok"
+        deadline = time.monotonic() + 5
+        while "rbac_access_denied" not in lab.gateway.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        log = pod_log(lab.gateway.log_path, lab.ports)
+    pods = [FakePod("istio-egressgateway-6d5f", namespace="istio-system", labels={"istio": "egressgateway"},
+                    log=lambda: [log])]
+    with FakeApiServer(log_routes(pods), tls=pki.ca) as api:
+        kubeconfig = write_kubeconfig(tmp_path, {"lab": api.url}, pki.ca_file, current="lab")
+        out, err = io.StringIO(), io.StringIO()
+        code = main(["blocked", "--kubeconfig", str(kubeconfig), "-n", "istio-system", "-l", "istio=egressgateway",
+                     "-o", "json"], Environment(environ={}, stdout=out, stderr=err))
+    report = json.loads(out.getvalue())
+    assert code == 1, err.getvalue()
+    rows = [(d["host"], d["port"], d["how"]) for d in report["destinations"] if d["refused"]]
+    assert rows == [(DDB, 443, "RBAC denied")], rows
+    assert [f["code"] for f in report["findings"] if f["level"] == "error"] == ["ED658"]
+    assert report["fixes"] == []

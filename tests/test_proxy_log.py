@@ -106,7 +106,7 @@ def test_json_nulls_and_numbers_read_like_the_texts_dashes() -> None:
             '"requested_server_name":null,"response_code":0,"response_flags":"UH","authority":null}')
     entry = parse_line(line)
     assert isinstance(entry, AccessEntry)
-    assert tuple(entry) == ("t", "", "", 0, "UH", "", "", "", "BlackHoleCluster", "1.2.3.4:443", "", "")
+    assert tuple(entry) == ("t", "", "", 0, "UH", "", "", "", "BlackHoleCluster", "1.2.3.4:443", "", "", "")
 
 
 SECRETS = ["Bearer sk_live_51HqZzPLANTED0secret", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYPLANTEDKEY",

@@ -31,10 +31,14 @@ def entry(**fields: object) -> AccessEntry:
         ({"cluster": "PassthroughCluster"}, Refusal.PASSTHROUGH),
         ({"route": "allow_any", "cluster": "lab|passthrough|169.254.169.254"}, Refusal.PASSTHROUGH),
         ({"cluster": "outbound|443||sts.us-east-1.amazonaws.com"}, None),
-        ({"cluster": "outbound|443||x", "flags": "UF,URX", "code": 503}, None),
+        ({"cluster": "outbound|443||x", "flags": "UF,URX", "code": 503}, Refusal.UPSTREAM),
+        ({"cluster": "outbound|9080||reviews.default.svc.cluster.local", "flags": "UF,URX", "code": 503}, None),
+        ({"cluster": "outbound|443||x", "termination": "rbac_access_denied_matched_policy[none]"}, Refusal.RBAC),
+        ({"code": 403, "details": "rbac_access_denied_matched_policy[ns[istio-system]-policy[deny]-rule[0]]"},
+         Refusal.RBAC),
     ],
     ids=["block-all", "blackhole", "no-route", "no-cluster", "dpe", "passthrough", "allow-any", "registered",
-         "upstream-failure"],
+         "upstream-failure", "in-mesh-upstream-failure", "rbac-tcp", "rbac-http"],
 )
 def test_a_record_counts_by_the_way_the_sidecar_treated_it(fields: dict, expected: Refusal | None) -> None:
     assert refusal_of(entry(**fields)) is expected

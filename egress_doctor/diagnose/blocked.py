@@ -32,7 +32,7 @@ MAX_NAMED_PODS = 3  # pods a message names before "and N more"
 _DNS_NAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 _IN_MESH_SUFFIXES = (".svc", ".svc.cluster.local", ".cluster.local", ".local")
 _CODES = {Refusal.BLOCK_ALL: "ED650", Refusal.BLACKHOLE: "ED650", Refusal.NO_ROUTE: "ED652",
-          Refusal.RESET: "ED653", Refusal.PASSTHROUGH: "ED654"}
+          Refusal.RESET: "ED653", Refusal.PASSTHROUGH: "ED654", Refusal.RBAC: "ED658", Refusal.UPSTREAM: "ED659"}
 
 
 @dataclass(frozen=True)

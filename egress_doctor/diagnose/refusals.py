@@ -15,6 +15,12 @@ How a record counts (the fields of Istio's access log, see sources.proxy_log):
   to a cluster that does not exist;
 * `reset`: flag DPE: what the app sent is not valid for the protocol the sidecar expects on that
   port (TLS, or HTTP/1.0, on a chain for HTTP), so the sidecar closed the connection;
+* `RBAC denied`: an AuthorizationPolicy on that proxy refused it (%CONNECTION_TERMINATION_DETAILS%
+  or %RESPONSE_CODE_DETAILS% `rbac_access_denied_matched_policy[…]`): what an egress gateway logs
+  for a host its policies do not let out;
+* `upstream connect failed`: flag UF on a cluster of the mesh: the proxy's own connection to the
+  destination was refused or timed out (an egress gateway whose egress is blocked; a sidecar whose
+  direct connections only the gateway may make);
 * `PassthroughCluster` (only counted, never a refusal): under ALLOW_ANY, traffic to destinations
   the mesh does not know.
 
@@ -37,6 +43,7 @@ MAX_DESTINATIONS = 5000  # distinct (refusal, host, port) kept per log; more are
 MAX_ADDRESSES = 8  # destination IPs kept per destination
 MAX_NAMES = 5000  # address → names learned from the log
 MAX_SAMPLES = 3  # previews of unparsed lines
+RBAC_DENIED = "rbac_access_denied"  # Envoy's RBAC filters: rbac_access_denied_matched_policy[<policy>|none]
 
 
 class Refusal(enum.StrEnum):
@@ -44,6 +51,8 @@ class Refusal(enum.StrEnum):
     BLACKHOLE = "BlackHoleCluster"
     NO_ROUTE = "NR"
     RESET = "reset"
+    RBAC = "RBAC denied"
+    UPSTREAM = "upstream connect failed"
     PASSTHROUGH = "PassthroughCluster"
 
     @property
@@ -55,6 +64,8 @@ def refusal_of(entry: AccessEntry) -> Refusal | None:
     """How the sidecar treated this record's destination, when it is anything to report."""
     if entry.route == "block_all":
         return Refusal.BLOCK_ALL
+    if entry.termination.startswith(RBAC_DENIED) or entry.details.startswith(RBAC_DENIED):
+        return Refusal.RBAC
     if entry.cluster == "BlackHoleCluster":
         return Refusal.BLACKHOLE
     if entry.flags:
@@ -63,9 +74,25 @@ def refusal_of(entry: AccessEntry) -> Refusal | None:
             return Refusal.NO_ROUTE
         if "DPE" in flags:
             return Refusal.RESET
+        if "UF" in flags and not _in_mesh(entry.cluster):
+            return Refusal.UPSTREAM
     if entry.cluster == "PassthroughCluster" or entry.route == "allow_any":
         return Refusal.PASSTHROUGH
     return None
+
+
+def _cluster_port(cluster: str) -> int | None:
+    """The service port of `outbound|443||host`: what the app called, where the local address is
+    the proxy's own listener (a gateway's targetPort, 8443)."""
+    parts = cluster.split("|")
+    return int(parts[1]) if len(parts) == 4 and parts[0] == "outbound" and parts[1].isdigit() else None
+
+
+def _in_mesh(cluster: str) -> bool:
+    """`outbound|8080||reviews.default.svc.cluster.local`: a service of the mesh (its own
+    outages are not egress)."""
+    host = cluster.rpartition("|")[2]
+    return host.endswith((".svc.cluster.local", ".svc", ".cluster.local", ".local"))
 
 
 def split_address(address: str) -> tuple[str, int | None]:
@@ -114,6 +141,7 @@ class Destination:
 def destination_of(entry: AccessEntry, local: tuple[str, int | None] | None = None) -> Destination | None:
     """`local`: entry.local already split (split_address), to spare a line the work twice."""
     ip, port = local or (split_address(entry.local) if entry.local else ("", None))
+    port = _cluster_port(entry.cluster) or port
     if entry.sni:
         return Destination(entry.sni.lower().rstrip("."), port or 443, "tls", "sni")
     if entry.authority:

@@ -59,6 +59,7 @@ class AccessEntry(NamedTuple):
     local: str  # %DOWNSTREAM_LOCAL_ADDRESS%: the destination the app dialled (the original destination)
     sni: str  # %REQUESTED_SERVER_NAME%
     route: str  # %ROUTE_NAME%: block_all, allow_any, default, …
+    termination: str = ""  # %CONNECTION_TERMINATION_DETAILS%: rbac_access_denied_matched_policy[…]
 
 
 _ENVOY_MESSAGE = re.compile(r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+\]\[\d+\]\[\w+\]")
@@ -107,7 +108,7 @@ def _parse_text(line: str) -> AccessEntry | None:
     d = _dash
     return AccessEntry(parts[0][1:-2], d(request[0]), d(request[-1]), int(head[0]), d(head[1]),
                        d(head[2]) if len(head) > 2 else "", d(parts[-4]), d(parts[-2]), d(cluster), d(local),
-                       d(sni), d(route))
+                       d(sni), d(route), d(head[3]) if len(head) > 3 else "")
 
 
 def _parse_json(text: str) -> AccessEntry | LineKind:
@@ -135,6 +136,7 @@ def _parse_json(text: str) -> AccessEntry | LineKind:
         flags=text("response_flags"), details=text("response_code_details"), authority=text("authority"),
         upstream_host=text("upstream_host"), cluster=text("upstream_cluster"),
         local=text("downstream_local_address"), sni=text("requested_server_name"), route=text("route_name"),
+        termination=text("connection_termination_details"),
     )
 
 
