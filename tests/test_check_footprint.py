@@ -178,6 +178,34 @@ def test_each_services_client_is_built_once_whatever_the_number_of_resources(
     assert sorted(built) == [("s3", REGION), ("secretsmanager", REGION), ("sts", REGION)]
 
 
+
+def test_no_garbage_collection_runs_during_a_check_and_it_runs_again_after(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    collections: list[int] = []
+
+    def seen(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            collections.append(info["generation"])
+
+    monkeypatch.setattr(gc, "callbacks", [*gc.callbacks, seen])
+    kept = [object()]  # what the process froze itself stays frozen
+    gc.freeze()
+    try:
+        result = run_cli("check", "-o", "json", *APP)
+        assert failing(result) == []
+        during = list(collections)
+        assert gc.isenabled()
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+    assert during == []
+    result = run_cli("check", "-o", "json", *APP)  # nothing frozen: the run's objects are left collectable
+    assert gc.get_freeze_count() == 0 and gc.isenabled()
+    assert gc.collect() >= 0 and kept
+
+
 # --- bad input: one line, exit 2, nothing probed -------------------------------------------------
 
 

@@ -76,9 +76,14 @@ class ProbeSession:
 
         self.limits = limits
         self.connect_to = connect_to
+        from egress_doctor.aws.loader import create_model_loader
+
         self.session = botocore.session.Session()
-        if data_loader is not None:  # shared between runs: models are parsed once per process
-            self.session.register_component("data_loader", data_loader)
+        # Shared between runs (serve): models are parsed once per process. Either way a ModelLoader,
+        # which finds a service's models without listing every service first (aws/loader.py).
+        if data_loader is None:
+            data_loader = create_model_loader(self.session.get_config_variable("data_path"))
+        self.session.register_component("data_loader", data_loader)
         self.config = Config(
             connect_timeout=limits.connect_timeout,
             read_timeout=limits.read_timeout,

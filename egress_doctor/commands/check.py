@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from egress_doctor import validate
@@ -56,7 +59,36 @@ def _load_renderers(args: argparse.Namespace) -> None:
         import egress_doctor.render.table  # noqa: F401
 
 
+@contextlib.contextmanager
+def cyclic_gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection during one `check`; afterwards it runs as before.
+
+    A run imports botocore and parses its service models: hundreds of thousands of new objects,
+    each batch of which sets off a collection that walks them again, for garbage that reference
+    counting frees anyway: 90-110 ms of a 0.7 s run went to ~150 collections, which changed
+    nothing in the run's peak memory (63 MB with them, 63 MB without). A run is bounded by its
+    --deadline. On the way out the run's objects join the oldest generation unexamined (freeze,
+    then unfreeze: no collection of all of them at the next allocation, which would cost the
+    executable as much again just before it exits); a later full collection sees them as usual.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            if gc.get_freeze_count() == 0:  # never thaw what the process itself froze
+                gc.freeze()
+                gc.unfreeze()
+            gc.enable()
+
+
 def run_check_command(args: argparse.Namespace, env: Environment, redactor: Redactor) -> ExitStatus:
+    with cyclic_gc_paused():
+        return _run_check_command(args, env, redactor)
+
+
+def _run_check_command(args: argparse.Namespace, env: Environment, redactor: Redactor) -> ExitStatus:
     from egress_doctor.sidecar_lifecycle import DEFAULT_STATUS_URL, around_run
 
     def note(text: str) -> None:

@@ -92,8 +92,7 @@ def build_probe(args: argparse.Namespace, env: Environment, options: CheckOption
     is the run's own (see serve.Scheduler)."""
     import dataclasses
 
-    from botocore.loaders import create_loader
-
+    from egress_doctor.aws.loader import create_model_loader
     from egress_doctor.commands.check import add_counter_findings, add_diagnosis
     from egress_doctor.commands.counters import AppCounters
     from egress_doctor.commands.mesh_view import admin_url
@@ -103,7 +102,7 @@ def build_probe(args: argparse.Namespace, env: Environment, options: CheckOption
     # One botocore data loader and one probe session for every run: service models are parsed once
     # per process, and a service's client is built again only when the credentials change (IRSA
     # gets new ones every run); connections are closed after each run, so every run dials anew.
-    options = dataclasses.replace(options, data_loader=create_loader())
+    options = dataclasses.replace(options, data_loader=create_model_loader())
     options = dataclasses.replace(options, session=probe_session(options, env.environ))
     # The sidecar's counters of the app's own traffic, read around each run (egress-doctor's excluded).
     app = AppCounters(admin_url(args, env.environ))
