@@ -56,7 +56,7 @@ def test_help_does_not_import(package):
     assert package not in _top_level(imported_by_help())
 
 
-def test_a_check_run_never_imports_the_lab(monkeypatch, tmp_path):
+def test_a_check_run_never_imports_the_lab_nor_the_other_commands(monkeypatch, tmp_path):
     # The lab (fakes, a second Envoy, moto) is for tests, the demo and benchmarks: a real check in a
     # pod must not carry it. The run talks only to the test's fakes on loopback.
     with aws_world(monkeypatch, tmp_path) as world:
@@ -66,6 +66,8 @@ def test_a_check_run_never_imports_the_lab(monkeypatch, tmp_path):
     names = {m["name"] for line in result.stderr.splitlines() if (m := _IMPORT_LINE.match(line))}
     assert "egress_doctor.probes.check" in names, result.stderr[-2000:]  # the run really ran
     assert not [n for n in names if n.startswith("egress_doctor.lab")]
+    others = ("egress_doctor.commands.analyze", "egress_doctor.commands.blocked", "egress_doctor.commands.demo")
+    assert not names & set(others)  # their parsers are not built for a check
 
 
 def test_help_lists_every_exit_code_with_its_meaning():
