@@ -3,6 +3,7 @@ service's models without listing all four hundred of them first (aws/loader.py).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,19 @@ def test_aws_data_path_is_searched_as_botocore_searches_it(tmp_path: Path) -> No
     assert isinstance(loader, ModelLoader)
     assert loader.search_paths[0] == f"{tmp_path}/models"
     assert loader.search_paths[1:] == create_loader().search_paths
+
+
+@pytest.mark.parametrize(("kind", "name"), [
+    ("data", "endpoints"), ("data", "partitions"), ("data", "sdk-default-configuration"),
+    ("service-2", "s3"), ("endpoint-rule-set-1", "s3"), ("service-2", "dynamodb"), ("service-2", "sqs"),
+    ("endpoint-rule-set-1", "sts"),
+])
+def test_models_parsed_into_plain_dicts_are_botocores_models_key_for_key_in_the_same_order(
+        kind: str, name: str) -> None:
+    ours, theirs = ModelLoader(), Loader()
+    if kind == "data":
+        mine, botocores = ours.load_data(name), theirs.load_data(name)
+    else:
+        mine, botocores = ours.load_service_model(name, kind), theirs.load_service_model(name, kind)
+    assert mine == botocores
+    assert json.dumps(mine) == json.dumps(botocores)  # same order too, all the way down
