@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from egress_doctor.diagnose.catalogue import entry
 from egress_doctor.diagnose.rules import CHECK_RULES, HOST_RULES, RUN_RULES
 from egress_doctor.diagnose.rules.base import Cause, HostGroup, Observation, RunContext, observe
-from egress_doctor.diagnose.rules.mesh import mesh_fixes, refine_causes
-from egress_doctor.diagnose.rules.mesh_context import ExplainOptions
+from egress_doctor.diagnose.rules.mesh_presence import pod_namespace, presence_causes
 from egress_doctor.diagnose.rules.notes import modern_endpoint
 from egress_doctor.diagnose.rules.predicted import predicted_destinations
 from egress_doctor.fixes.builders import (
@@ -75,15 +74,29 @@ def diagnose(
     ctx = RunContext(identity, facts, observe(list(checks), identity, facts))
     causes = find_causes(ctx)
     causes = [_gate(c, ctx) for c in causes]
-    explain_options = ExplainOptions(wildcard=fix_options.wildcard, istio_api=fix_options.istio_api,
-                                     egress_via=fix_options.egress_via)
-    causes = refine_causes(causes, ctx, mesh, fix_options, explain_options)
+    if mesh is not None and (causes or mesh.objects is not None):
+        from egress_doctor.diagnose.rules.mesh import refine_causes
+        from egress_doctor.diagnose.rules.mesh_context import ExplainOptions
+
+        explain_options = ExplainOptions(wildcard=fix_options.wildcard, istio_api=fix_options.istio_api,
+                                         egress_via=fix_options.egress_via)
+        causes = refine_causes(causes, ctx, mesh, fix_options, explain_options)
+    elif mesh is not None:  # nothing failed, no Istio objects: only whether a sidecar answered
+        causes = presence_causes(mesh, pod_namespace(mesh, fix_options.namespace))
     causes += [note for c in causes for note in modern_endpoint(c)]
     plan = build_fixes((c.need for c in causes if c.need is not None), fix_options)
     hold = _hold_fix(causes, fix_options)
     findings = _merge(_finding(c, plan, hold) for c in causes)
-    fixes = sorted(plan.fixes + mesh_fixes(causes, mesh, fix_options) + ([hold] if hold else []), key=lambda f: f.id)
+    fixes = sorted(plan.fixes + _mesh_fixes(causes, mesh, fix_options) + ([hold] if hold else []), key=lambda f: f.id)
     return Diagnosis(findings=findings, fixes=fixes)
+
+
+def _mesh_fixes(causes: Sequence[Cause], mesh: MeshView | None, fix_options: FixOptions) -> list[Fix]:
+    if not any(c.edit is not None for c in causes):
+        return []
+    from egress_doctor.diagnose.rules.mesh import mesh_fixes
+
+    return mesh_fixes(causes, mesh, fix_options)
 
 
 def find_causes(ctx: RunContext) -> list[Cause]:

@@ -19,13 +19,15 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from egress_doctor.istio.authz_objects import AuthorizationPolicy
+from egress_doctor.istio.mesh_config import ROOT_NAMESPACE, MeshConfig, Mode
+
+__all__ = ["ROOT_NAMESPACE", "MeshConfig", "Mode"]  # re-exported: the mesh settings live in istio.mesh_config
 
 GROUP = "networking.istio.io"
 API_VERSIONS = ("v1", "v1beta1", "v1alpha3")
 KINDS = ("ServiceEntry", "Sidecar", "DestinationRule", "VirtualService", "Gateway")
 # A Kubernetes Service (core/v1) is a service of the registry too (the egress gateway's, …).
 KUBE_SERVICE = "Service"
-ROOT_NAMESPACE = "istio-system"  # meshConfig.rootNamespace default
 MESH_GATEWAY = "mesh"  # the reserved gateway name that means "all sidecars"
 
 
@@ -35,13 +37,6 @@ class IstioParseError(ValueError):
     def __init__(self, message: str, source: str = "") -> None:
         super().__init__(f"{source}: {message}" if source else message)
         self.source = source
-
-
-class Mode(enum.StrEnum):
-    """outboundTrafficPolicy.mode (mesh default ALLOW_ANY; Sidecar enum zero REGISTRY_ONLY)."""
-
-    REGISTRY_ONLY = "REGISTRY_ONLY"
-    ALLOW_ANY = "ALLOW_ANY"
 
 
 class Resolution(enum.StrEnum):
@@ -342,17 +337,6 @@ class KubeService:
 CLUSTER_DOMAIN = "cluster.local"
 
 IstioObject = ServiceEntry | Sidecar | DestinationRule | VirtualService | Gateway | KubeService | AuthorizationPolicy
-
-
-@dataclass(frozen=True)
-class MeshConfig:
-    """The mesh settings the sidecar's egress depends on (istio/api mesh/v1alpha1/config.proto)."""
-
-    outbound_traffic_policy: Mode = Mode.ALLOW_ANY  # pkg/config/mesh/mesh.go default
-    root_namespace: str = ROOT_NAMESPACE
-    default_service_export_to: tuple[str, ...] = ("*",)
-    default_virtual_service_export_to: tuple[str, ...] = ("*",)
-    default_destination_rule_export_to: tuple[str, ...] = ("*",)
 
 
 @dataclass(frozen=True)

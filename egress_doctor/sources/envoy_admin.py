@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from egress_doctor.istio.objects import Mode
+from egress_doctor.istio.mesh_config import Mode
 from egress_doctor.model import Symptom
 from egress_doctor.net import json_body
 from egress_doctor.net.http import HttpResult, request

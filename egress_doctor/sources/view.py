@@ -19,9 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from egress_doctor.istio.objects import IstioObject, MeshConfig, Mode
+from egress_doctor.istio.mesh_config import MeshConfig, Mode
+
+if TYPE_CHECKING:
+    from egress_doctor.istio.objects import IstioObject
 
 BLACKHOLE = "BlackHoleCluster"
 PASSTHROUGH = "PassthroughCluster"

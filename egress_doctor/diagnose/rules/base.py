@@ -16,6 +16,7 @@ import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from egress_doctor.fixes.builders import (
@@ -27,7 +28,6 @@ from egress_doctor.fixes.builders import (
     POD_IDENTITY_IPV6,
     EgressNeed,
 )
-from egress_doctor.fixes.edits import Edit
 from egress_doctor.model import (
     AwsEvidence,
     CheckResult,
@@ -38,6 +38,9 @@ from egress_doctor.model import (
     Symptom,
     is_envoy_local_reply,
 )
+
+if TYPE_CHECKING:
+    from egress_doctor.fixes.edits import Edit
 
 PROXY_UID = 1337  # istio-proxy's uid and gid: iptables RETURNs their traffic (never redirected)
 IMDS_ADDRESSES = (IMDS_IPV4, IMDS_IPV6)

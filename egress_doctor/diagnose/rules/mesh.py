@@ -23,6 +23,7 @@ from egress_doctor.diagnose.rules.mesh_explain import passes
 from egress_doctor.diagnose.rules.mesh_explain import registry_only_override as _override
 from egress_doctor.diagnose.rules.mesh_gateways import refused_beyond_gateway
 from egress_doctor.diagnose.rules.mesh_plan import HostPlan, ModelState, new_entry_manifest, plan_host
+from egress_doctor.diagnose.rules.mesh_presence import ambient, presence_causes
 from egress_doctor.diagnose.rules.predicted import predicted
 from egress_doctor.fixes.builders import EgressNeed, FixOptions
 from egress_doctor.fixes.edits import edit_fixes, edited_manifest, namespaced_alternative
@@ -81,8 +82,7 @@ def _destination(c: Cause) -> tuple[str, int, str] | None:
 
 
 def _ambient(mctx: MeshContext) -> bool:
-    sidecar = mctx.view.sidecar
-    return mctx.view.ambient and (sidecar is None or not sidecar.present)
+    return ambient(mctx.view)
 
 
 def _refine(c: Cause, ctx: RunContext, state: ModelState, fix_options: FixOptions) -> list[Cause]:
@@ -146,15 +146,7 @@ def _cause(e: Explanation, replaced: Cause, plan: HostPlan) -> Cause:
 
 def run_causes(mctx: MeshContext, blocked: bool) -> list[Cause]:
     """ED623 ambient, ED624 no admin answered, ED612 REGISTRY_ONLY from a Sidecar (with a block)."""
-    view = mctx.view
-    sidecar = view.sidecar
-    out: list[Cause] = []
-    absent = sidecar is not None and not sidecar.present
-    if _ambient(mctx):
-        out.append(Cause("ED623", {"namespace": mctx.namespace}))
-    elif absent and sidecar is not None:
-        detail = sidecar.warnings[0].split("(", 1)[-1].split(")", 1)[0] if sidecar.warnings else "no answer"
-        out.append(Cause("ED624", {"url": sidecar.admin_url, "detail": detail}))
+    out = presence_causes(mctx.view, mctx.namespace)
     override = _override(mctx)
     if blocked and override is not None:
         out.append(Cause(override.code, override.args))
