@@ -8,6 +8,7 @@ the diff).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -349,6 +350,14 @@ spec:
         mesh=mesh_view(se("aws-sts", [STS]) + GATEWAY_VS + GATEWAY_FOR_STS % 443),
     ),
     MeshCase(
+        "the path through the egress gateway looks open but its AuthorizationPolicies could not be read: the "
+        "finding says a policy may refuse it instead",
+        [tls_eof(GCI)], ["ED664"], [],
+        mesh=dataclasses.replace(
+            mesh_view(se("aws-sts", [STS]) + GATEWAY_VS + GATEWAY_FOR_STS % 443),
+            read_errors=["list authorizationpolicies.security.istio.io: HTTP 403: forbidden"]),
+    ),
+    MeshCase(
         "the Gateway serves the host on another port only: the fix adds a server for the port",
         [tls_eof(GCI)], ["ED621"], ["edit/gateway/payments/istio-egressgateway"],
         mesh=mesh_view(se("aws-sts", [STS]) + GATEWAY_VS + GATEWAY_FOR_STS % 8443), golden="egress-gateway-port",
@@ -429,3 +438,12 @@ def test_golden_names_are_unique_so_one_row_owns_one_file() -> None:
 
 
 
+
+
+def test_a_refusal_beyond_the_gateway_says_when_the_gateways_policies_could_not_be_read() -> None:
+    case = next(c for c in CASES if "could not be read" in c.id)
+    (finding,) = case.run().findings
+    assert "AuthorizationPolicies could not be read (list authorizationpolicies.security.istio.io: HTTP 403" in (
+        finding.message)
+    plain = next(c for c in CASES if "own egress refuses it" in c.id)
+    assert "could not be read" not in plain.run().findings[0].message

@@ -99,7 +99,7 @@ def _refine(c: Cause, ctx: RunContext, state: ModelState, fix_options: FixOption
     plan = plan_host(state, *where, fix_options, fallback if c.code in codes_with("blocked") else None)
     found = [e for e in plan.explanations if allowed is None or e.code in allowed or e is fallback]
     if not found and not plan.remaining and c.code in codes_with("blocked") and (
-            beyond := refused_beyond_gateway(state.ctx.world, *where)) is not None:
+            beyond := refused_beyond_gateway(state.ctx.world, *where, state.ctx.view.read_errors)) is not None:
         return [Cause(beyond.code, beyond.args, c.checks, c.hosts)]  # no Istio fix: the gateway's egress
     if not found and plan.remaining:  # blocked beyond the sidecar, and nothing says why
         return [dataclasses.replace(c, need=None, edit=None), unverified(plan, c)]

@@ -20,6 +20,7 @@ edit that mends it (istio.io "Egress Gateways", TLS passthrough). Pure.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -169,7 +170,8 @@ def _denied_at_gateway(world: World, path: Reach, host: str, port: int) -> list[
     return [GatewayProblem("ED663", args, None)]
 
 
-def refused_beyond_gateway(world: World | None, host: str, port: int, scheme: str) -> GatewayProblem | None:
+def refused_beyond_gateway(world: World | None, host: str, port: int, scheme: str,
+                           read_errors: Sequence[str] = ()) -> GatewayProblem | None:
     """ED664 for a call that failed although the model's whole path is open and goes through an
     egress gateway: what refuses it is beyond the mesh — the gateway's own connection to the host
     (its NetworkPolicy, firewall or NAT, or DNS at the gateway). No Istio object is missing, and a
@@ -180,6 +182,9 @@ def refused_beyond_gateway(world: World | None, host: str, port: int, scheme: st
     hop = path.gateway
     if not path.ok or hop is None:
         return None
+    unread = next((e for e in read_errors if "authorizationpolicies" in e), "")
+    caveat = (f" The gateway's AuthorizationPolicies could not be read ({unread}): one of them may refuse it "
+              "instead (ED663); grant `list authorizationpolicies` (k8s/rbac.yaml) to tell.") if unread else ""
     args = {"host": host, "port": port, "gateway": hop.proxy.removeprefix("gateway "),
-            "cluster": hop.result.cluster}
+            "cluster": hop.result.cluster, "caveat": caveat}
     return GatewayProblem("ED664", args, None)
