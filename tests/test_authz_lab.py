@@ -7,6 +7,7 @@ the egress-gateway shapes of istio.io."""
 from __future__ import annotations
 
 import pytest
+import urllib3
 
 from egress_doctor.istio.objects import MeshConfig
 from egress_doctor.istio.reach import Stop, World, reach
@@ -58,3 +59,53 @@ def test_the_gateway_envoy_refuses_exactly_what_the_model_says_the_policy_refuse
             assert path.stop in (Stop.NONE, Stop.GATEWAY_DENIED), path.stop
             seen[host] = (path.ok, _tls_handshake(lab.ports.tls, host) == "ok")
     assert all(model == envoy for model, envoy in seen.values()), seen
+
+
+HTTP_THROUGH_GATEWAY = """
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: web, namespace: platform}
+spec:
+  hosts: [api.example.com]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  location: MESH_EXTERNAL
+  resolution: DNS
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: istio-egressgateway, namespace: istio-system}
+spec:
+  selector: {istio: egressgateway}
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: [api.example.com]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: web, namespace: istio-system}
+spec:
+  hosts: [api.example.com]
+  gateways: [mesh, istio-system/istio-egressgateway]
+  http:
+  - match: [{gateways: [mesh], port: 80}]
+    route: [{destination: {host: istio-egressgateway.istio-system.svc.cluster.local, port: {number: 80}}}]
+  - match: [{gateways: [istio-system/istio-egressgateway], port: 80}]
+    route: [{destination: {host: api.example.com, port: {number: 80}}}]
+---"""
+
+
+@pytest.mark.parametrize(("allowed_host", "denied"), [("other.example.com", True), ("api.example.com", False)])
+def test_an_http_request_the_gateways_policy_refuses_gets_403_rbac_access_denied_as_the_model_says(
+        allowed_host: str, denied: bool) -> None:
+    # builder.go: on an HTTP chain the RBAC filter runs before the router; to.operation.hosts is
+    # the :authority header (generator.go hostGenerator)
+    policy = rules("ALLOW", f"  - to: [{{operation: {{hosts: [{allowed_host}]}}}}]")
+    with Lab(LabConfig(objects=tuple(docs(HTTP_THROUGH_GATEWAY + policy)), namespace="payments",
+                       egress_gateway=True)) as lab:
+        assert lab.ports is not None
+        world = World(tuple(with_gateway_service(lab.objects)), MeshConfig(), Proxy("payments"))
+        path = reach(world, "api.example.com", 80, "http")
+        reply = urllib3.PoolManager().request("GET", f"http://127.0.0.1:{lab.ports.http}/", retries=False,
+                                              timeout=3, headers={"Host": "api.example.com"})
+    assert (path.stop is Stop.GATEWAY_DENIED) is denied, path.stop
+    assert (reply.status == 403 and reply.data == b"RBAC: access denied") is denied, (reply.status, reply.data[:80])
