@@ -66,6 +66,7 @@ class Reach:
     hops: tuple[Hop, ...]
     stop: Stop = Stop.NONE
     verdict: Verdict | None = None  # the gateway's AuthorizationPolicies, when they were asked
+    request: Request | None = None  # the call as the gateway's RBAC filters saw it
 
     @property
     def ok(self) -> bool:
@@ -133,12 +134,13 @@ def reach(world: World, host: str, port: int, scheme: str) -> Reach:
     hop = Hop(f"gateway {name}", hop_call, simulate(config, hop_call), proxy)
     if hop.result.error or not hop.result.cluster:
         return Reach((*hops, hop), Stop.GATEWAY_NO_ROUTE)
-    verdict = decide(*gateway_request(config, hop_call, host))
+    filters, request = gateway_request(config, hop_call, host)
+    verdict = decide(filters, request)
     if verdict.denied:  # the RBAC filter sits before the chain's tcp_proxy / router
-        return Reach((*hops, hop), Stop.GATEWAY_DENIED, verdict)
+        return Reach((*hops, hop), Stop.GATEWAY_DENIED, verdict, request)
     if hop.result.config is None:
-        return Reach((*hops, hop), Stop.GATEWAY_NO_CLUSTER, verdict)
-    return Reach((*hops, hop), verdict=verdict)
+        return Reach((*hops, hop), Stop.GATEWAY_NO_CLUSTER, verdict, request)
+    return Reach((*hops, hop), verdict=verdict, request=request)
 
 
 def gateway_request(config: ProxyConfig, call: Call, host: str) -> tuple[tuple[RbacFilter, ...], Request]:

@@ -29,10 +29,9 @@ from egress_doctor.fixes.builders import unique_name
 from egress_doctor.fixes.edits import Edit
 from egress_doctor.istio.authz import allowing_edits, needs_identity, policies_for
 from egress_doctor.istio.destination_rules import index_rules, rule_for
-from egress_doctor.istio.gateway_proxy import build_gateway
 from egress_doctor.istio.hosts import subset_of
 from egress_doctor.istio.objects import MESH_GATEWAY, DestinationRule, Gateway, ServiceEntry, VirtualService, of_kind
-from egress_doctor.istio.reach import Reach, Stop, World, gateway_request, reach
+from egress_doctor.istio.reach import Reach, Stop, World, reach
 from egress_doctor.istio.registry import build_services, service_export_reach, service_visible
 
 EGRESS_SELECTOR = {"istio": "egressgateway"}
@@ -149,11 +148,10 @@ def _hidden_from_gateway(world: World, path: Reach, vs: VirtualService, host: st
 
 
 def _denied_at_gateway(world: World, path: Reach, host: str, port: int) -> list[GatewayProblem]:
-    hop, verdict = path.gateway, path.verdict
-    assert hop is not None and hop.target is not None and verdict is not None
+    hop, verdict, request = path.gateway, path.verdict, path.request
+    assert hop is not None and hop.target is not None and verdict is not None and request is not None
     tcp = hop.call.protocol != "http"
     policies = policies_for(world.objects, hop.target.namespace, hop.target.labels or {}, world.mesh.root_namespace)
-    request = gateway_request(build_gateway(world.gateway_scope(hop.target)), hop.call, host)[1]
     shown = "refuses the connection (reset)" if tcp else 'answers 403 "RBAC: access denied"'
     reason = verdict.reason
     if request.identity == "" and needs_identity(policies):
