@@ -22,6 +22,7 @@ from typing import Any
 
 from egress_doctor.aws.hosts import is_ip
 from egress_doctor.diagnose.rules.mesh_context import Explanation, MeshContext
+from egress_doctor.diagnose.rules.mesh_gateways import add_to_server, server_lists
 from egress_doctor.fixes.edits import Edit
 from egress_doctor.istio.hosts import subset_of
 from egress_doctor.istio.objects import MESH_GATEWAY, Gateway, VirtualService, of_kind
@@ -155,11 +156,9 @@ def listed_on_gateway(ctx: MeshContext, host: str, port: int, scheme: str) -> Ex
     for index, server in enumerate(gateway.servers):
         if server.port.number != port:
             continue
-        names = [h.partition("/")[2] if "/" in h else h for h in server.hosts]
-        if not names or any(subset_of(host, n) for n in names):
+        if not server.hosts or server_lists(server, host):
             return None
-        op = {"op": "add", "path": f"/spec/servers/{index}/hosts/-", "value": host}
-        edit = Edit(gateway.meta.ref, f"add {host} to the port {port} server's hosts", (op,), gateway)
+        edit = add_to_server(gateway, index, host, port)
         args = {"host": host, "port": port, "gateway": gateway.meta.ref}
         return Explanation("ED665", args, host, port, edit, blocks=False)
     return None

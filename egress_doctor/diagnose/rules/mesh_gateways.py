@@ -30,7 +30,15 @@ from egress_doctor.fixes.edits import Edit
 from egress_doctor.istio.authz import allowing_edits, needs_identity, policies_for
 from egress_doctor.istio.destination_rules import index_rules, rule_for
 from egress_doctor.istio.hosts import subset_of
-from egress_doctor.istio.objects import MESH_GATEWAY, DestinationRule, Gateway, ServiceEntry, VirtualService, of_kind
+from egress_doctor.istio.objects import (
+    MESH_GATEWAY,
+    DestinationRule,
+    Gateway,
+    Server,
+    ServiceEntry,
+    VirtualService,
+    of_kind,
+)
 from egress_doctor.istio.reach import Reach, Stop, World, reach
 from egress_doctor.istio.registry import build_services, service_export_reach, service_visible
 
@@ -112,13 +120,10 @@ def _gateway_without_server(world: World, vs: VirtualService, host: str, port: i
             out.append(GatewayProblem("ED621", {**base, "problem": "no such Gateway exists"}, edit))
             continue
         server = next((i for i, s in enumerate(found.servers) if s.port.number == port), None)
-        listed = server is not None and any(subset_of(host, h.partition("/")[2] or h)
-                                            for h in found.servers[server].hosts)
-        if listed:
+        if server is not None and server_lists(found.servers[server], host):
             continue
         if server is not None:
-            op = {"op": "add", "path": f"/spec/servers/{server}/hosts/-", "value": host}
-            edit = Edit(found.meta.ref, f"add {host} to the port {port} server's hosts", (op,), found)
+            edit = add_to_server(found, server, host, port)
         else:
             value = {"port": {"number": port, "name": f"tls-{port}", "protocol": "TLS"}, "hosts": [host],
                      "tls": {"mode": "PASSTHROUGH"}}
@@ -127,6 +132,17 @@ def _gateway_without_server(world: World, vs: VirtualService, host: str, port: i
         problem = f"{found.meta.ref} does not list {host} in a server on port {port}"
         out.append(GatewayProblem("ED621", {**base, "problem": problem}, edit))
     return out
+
+
+def server_lists(server: Server, host: str) -> bool:
+    """Does a Gateway server's `hosts` (`ns/host` or `host`) cover `host`?"""
+    return any(subset_of(host, h.partition("/")[2] or h) for h in server.hosts)
+
+
+def add_to_server(gateway: Gateway, index: int, host: str, port: int) -> Edit:
+    """The host appended to the hosts of the Gateway's server `index` (the one for `port`)."""
+    op = {"op": "add", "path": f"/spec/servers/{index}/hosts/-", "value": host}
+    return Edit(gateway.meta.ref, f"add {host} to the port {port} server's hosts", (op,), gateway)
 
 
 def _hidden_from_gateway(world: World, path: Reach, vs: VirtualService, host: str, port: int) -> list[GatewayProblem]:
