@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from egress_doctor.diagnose.rules.mesh_presence import pod_namespace
 from egress_doctor.fixes.edits import Edit
 from egress_doctor.istio.objects import IstioObject, MeshConfig, Mode
 from egress_doctor.istio.reach import World, assumed_services
@@ -89,8 +90,7 @@ class MeshContext:
 
 
 def mesh_context(view: MeshView, namespace: str | None = None, options: ExplainOptions | None = None) -> MeshContext:
-    namespace = view.pod_namespace or namespace or "default"
-    ctx = MeshContext(view, namespace, None, options or ExplainOptions())
+    ctx = MeshContext(view, pod_namespace(view, namespace), None, options or ExplainOptions())
     if view.objects is not None:
         objects = tuple(view.objects)
         ctx.world = World(objects + assumed_services(objects), ctx._mesh(), ctx._proxy())

@@ -24,5 +24,5 @@ def presence_causes(view: MeshView, namespace: str) -> list[Cause]:
 
 
 def pod_namespace(view: MeshView, namespace: str | None) -> str:
-    """The namespace the mesh context names (mesh_context's rule)."""
+    """The pod's namespace: the view's, else the one given, else `default` (mesh_context's too)."""
     return view.pod_namespace or namespace or "default"
