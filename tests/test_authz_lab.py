@@ -32,23 +32,31 @@ spec:
 ---"""
 
 
+# name → (the policy, whether (STS, DynamoDB) get through): each case refuses something or lets
+# something through, so that a gateway Envoy running no RBAC filter at all cannot agree by accident
 POLICIES = {
-    "allow-sni-suffix": rules("ALLOW", '  - when: [{key: connection.sni, values: ["*.ddb.us-east-1.amazonaws.com"]}]'),
-    "allow-sni-prefix": rules("ALLOW", '  - when: [{key: connection.sni, values: ["sts.*"]}]'),
-    "deny-http-only-fields": rules("DENY", "  - to: [{operation: {methods: [GET]}}]"),
-    "allow-http-only-fields": rules("ALLOW", f"  - to: [{{operation: {{hosts: [{STS}]}}}}]"),
-    "allow-service-port": rules("ALLOW", '  - to: [{operation: {ports: ["443"]}}]'),
-    "allow-other-port": rules("ALLOW", '  - to: [{operation: {ports: ["8443"]}}]'),
-    "allow-namespace": rules("ALLOW", "  - from: [{source: {namespaces: [payments]}}]"),
-    "deny-not-namespace": rules("DENY", "  - from: [{source: {notNamespaces: [payments]}}]"),
-    "deny-all-but": rules("DENY", f"  - when: [{{key: connection.sni, notValues: [{DDB}]}}]"),
-    "deny-other-labels": rules("DENY", "  - {}", "  selector: {matchLabels: {istio: ingressgateway}}\n"),
+    "allow-sni-suffix": (rules("ALLOW", '  - when: [{key: connection.sni, values: ["*.ddb.us-east-1.amazonaws.com"]}]'),
+                         (False, True)),
+    "allow-sni-prefix": (rules("ALLOW", '  - when: [{key: connection.sni, values: ["sts.*"]}]'), (True, False)),
+    # testdata/tcp/deny-both-http-tcp: HTTP-only fields dropped from a DENY rule, which then denies all
+    "deny-http-only-fields": (rules("DENY", "  - to: [{operation: {methods: [GET]}}]"), (False, False)),
+    # testdata/tcp/allow-only-http: the ALLOW rule is dropped, nothing is allowed
+    "allow-http-only-fields": (rules("ALLOW", f"  - to: [{{operation: {{hosts: [{STS}]}}}}]"), (False, False)),
+    "allow-service-port": (rules("ALLOW", '  - to: [{operation: {ports: ["443"]}}]'), (True, True)),
+    "allow-other-port": (rules("ALLOW", '  - to: [{operation: {ports: ["8443"]}}]'), (False, False)),
+    # generator.go: namespaces are matched on the mTLS peer, which a passthrough connection lacks
+    "allow-namespace": (rules("ALLOW", "  - from: [{source: {namespaces: [payments]}}]"), (False, False)),
+    "deny-not-namespace": (rules("DENY", "  - from: [{source: {notNamespaces: [payments]}}]"), (False, False)),
+    "deny-all-but": (rules("DENY", f"  - when: [{{key: connection.sni, notValues: [{DDB}]}}]"), (False, True)),
+    "deny-other-labels": (rules("DENY", "  - {}", "  selector: {matchLabels: {istio: ingressgateway}}\n"),
+                          (True, True)),
 }
 
 
 @pytest.mark.parametrize("name", list(POLICIES))
 def test_the_gateway_envoy_refuses_exactly_what_the_model_says_the_policy_refuses(name: str) -> None:
-    manifests = tuple(docs(ALL_THROUGH_GATEWAY + POLICIES[name]))
+    policy, expected = POLICIES[name]
+    manifests = tuple(docs(ALL_THROUGH_GATEWAY + policy))
     config = LabConfig(objects=manifests, namespace="payments", egress_gateway=True, enforce=True)
     with Lab(config) as lab:
         assert lab.ports is not None
@@ -59,6 +67,7 @@ def test_the_gateway_envoy_refuses_exactly_what_the_model_says_the_policy_refuse
             assert path.stop in (Stop.NONE, Stop.GATEWAY_DENIED), path.stop
             seen[host] = (path.ok, _tls_handshake(lab.ports.tls, host) == "ok")
     assert all(model == envoy for model, envoy in seen.values()), seen
+    assert (seen[STS][1], seen[DDB][1]) == expected, seen
 
 
 HTTP_THROUGH_GATEWAY = """
