@@ -22,7 +22,9 @@ def mesh_logging(configmap: Mapping[str, Any] | ReadError | None) -> str:
     try:
         import yaml
 
-        mesh = yaml.safe_load(text) if isinstance(text, str) else None
+        from egress_doctor.istio.yaml_load import load_one  # bounded: the text came from the network
+
+        mesh = load_one(text) if isinstance(text, str) else None
     except yaml.YAMLError:
         mesh = None
     if not isinstance(mesh, dict):
