@@ -129,7 +129,7 @@ def _selection(args: argparse.Namespace, options: Any, source: str) -> str:
 
 def run_blocked_command(args: argparse.Namespace, env: Environment) -> int:
     from egress_doctor.diagnose.access_logging import mesh_logging
-    from egress_doctor.diagnose.blocked import BlockedOptions, diagnose_blocked
+    from egress_doctor.diagnose.blocked import BlockedOptions, diagnose_blocked, logging_off
     from egress_doctor.model_blocked import BlockedReport
     from egress_doctor.sources.pod_logs import read_configmap, read_pod_logs
 
@@ -141,7 +141,7 @@ def run_blocked_command(args: argparse.Namespace, env: Environment) -> int:
     logs = read_pod_logs(options, connection, deadline)
     naming = gather_naming(logs, env, deadline)
     mesh = None
-    if any(log.read for log in logs.pods) and all(log.tally.access == 0 for log in logs.pods if log.read):
+    if logging_off(logs):  # the same test decides ED655
         mesh = read_configmap(connection, args.istio_namespace, "istio", deadline)
     blocked_options = BlockedOptions(
         passthrough=args.passthrough, istio_api=args.istio_api or _istio_api(logs), wildcard=args.wildcard,

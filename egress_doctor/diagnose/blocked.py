@@ -20,7 +20,7 @@ from egress_doctor.aws.hosts import classify, is_ip
 from egress_doctor.diagnose.catalogue import entry
 from egress_doctor.diagnose.engine import LEVEL_ORDER
 from egress_doctor.diagnose.naming import Prediction, Resolved, match_address
-from egress_doctor.diagnose.refusals import Destination, Refusal, Seen
+from egress_doctor.diagnose.refusals import IN_MESH_SUFFIXES, Destination, Refusal, Seen
 from egress_doctor.fixes.builders import METADATA_ENDPOINTS, EgressNeed, FixOptions, build_fixes
 from egress_doctor.fixes.telemetry import access_logging_fix
 from egress_doctor.model import Finding, Fix
@@ -30,7 +30,6 @@ from egress_doctor.sources.pod_logs import LogsRead, PodLog
 
 MAX_NAMED_PODS = 3  # pods a message names before "and N more"
 _DNS_NAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
-_IN_MESH_SUFFIXES = (".svc", ".svc.cluster.local", ".cluster.local", ".local")
 _CODES = {Refusal.BLOCK_ALL: "ED650", Refusal.BLACKHOLE: "ED650", Refusal.NO_ROUTE: "ED652",
           Refusal.RESET: "ED653", Refusal.PASSTHROUGH: "ED654", Refusal.RBAC: "ED658", Refusal.UPSTREAM: "ED659"}
 
@@ -91,7 +90,7 @@ def diagnose_blocked(logs: LogsRead, naming: Naming, options: BlockedOptions, me
     fixes, by_host = _fixes(needs, options)
     for row, finding in zip(result.destinations, findings, strict=True):
         finding.fix = row.fix = by_host.get(row.host) if row.finding in ("ED650", "ED654") else None
-    if _logging_off(logs):
+    if logging_off(logs):
         telemetry = access_logging_fix(_namespaces(logs) or [options.namespace], options.istio_api)
         fixes.append(telemetry)
         findings.append(_finding("ED655", _off_args(logs, options, mesh_logging), "", fix=telemetry.id))
@@ -145,7 +144,7 @@ def fixable(host: str) -> bool:
     """A host a ServiceEntry can name: a metadata address, or an external DNS name."""
     if host in METADATA_ENDPOINTS:
         return True
-    return bool(_DNS_NAME.match(host)) and not host.endswith(_IN_MESH_SUFFIXES)
+    return bool(_DNS_NAME.match(host)) and not host.endswith(IN_MESH_SUFFIXES)
 
 
 def _row(refusal: Refusal, dest: Destination, m: _Merged) -> RefusedDestination:
@@ -224,7 +223,7 @@ def _fixes(needs: Mapping[str, Sequence[EgressNeed]], options: BlockedOptions) -
 # ---- access logging off ----------------------------------------------------------------------------
 
 
-def _logging_off(logs: LogsRead) -> bool:
+def logging_off(logs: LogsRead) -> bool:
     """Logs were read, and not one of them holds an access-log record."""
     read = [log for log in logs.pods if log.read]
     return bool(read) and all(log.tally.access == 0 for log in read)

@@ -43,6 +43,7 @@ MAX_DESTINATIONS = 5000  # distinct (refusal, host, port) kept per log; more are
 MAX_ADDRESSES = 8  # destination IPs kept per destination
 MAX_NAMES = 5000  # address → names learned from the log
 MAX_SAMPLES = 3  # previews of unparsed lines
+IN_MESH_SUFFIXES = (".svc", ".local")  # services of the mesh (`*.svc.cluster.local`), not egress
 RBAC_DENIED = "rbac_access_denied"  # Envoy's RBAC filters: rbac_access_denied_matched_policy[<policy>|none]
 
 
@@ -91,8 +92,7 @@ def _cluster_port(cluster: str) -> int | None:
 def _in_mesh(cluster: str) -> bool:
     """`outbound|8080||reviews.default.svc.cluster.local`: a service of the mesh (its own
     outages are not egress)."""
-    host = cluster.rpartition("|")[2]
-    return host.endswith((".svc.cluster.local", ".svc", ".cluster.local", ".local"))
+    return cluster.rpartition("|")[2].endswith(IN_MESH_SUFFIXES)
 
 
 def split_address(address: str) -> tuple[str, int | None]:
