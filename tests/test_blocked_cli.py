@@ -123,8 +123,15 @@ def test_an_address_is_named_only_by_the_one_sdk_host_that_resolves_to_it(pki: P
 
 
 def test_no_name_is_ever_looked_up_when_every_refusal_carries_one(pki: Pki, tmp_path: Path) -> None:
-    result = run_blocked([FakePod("api-1", log=text_log(LAB_LOG), env=IRSA)], pki, tmp_path)  # _no_dns raises
+    asked: list[str] = []
+
+    def resolver(name: str) -> list[str]:
+        asked.append(name)
+        raise OSError("no DNS in tests")
+
+    result = run_blocked([FakePod("api-1", log=text_log(LAB_LOG), env=IRSA)], pki, tmp_path, resolver=resolver)
     assert result.code == 1 and "Traceback" not in result.stderr
+    assert asked == []
 
 
 def test_passthrough_is_listed_only_when_asked_and_is_no_failure(pki: Pki, tmp_path: Path) -> None:
