@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -251,3 +252,21 @@ def test_a_selection_that_matches_no_pod_says_so_and_fails(pki: Pki, tmp_path: P
     result = run_blocked([FakePod("api-1", log=text_log(LAB_LOG))], pki, tmp_path, "-l", "app=nothing")
     assert result.code == 1
     assert "no pod matched the selection" in result.stdout
+
+
+def test_a_pod_list_nested_a_million_levels_deep_is_a_named_failure_not_a_crash(pki: Pki, tmp_path: Path) -> None:
+    # json_body bounds the depth of every answer, as the cluster read's (no RecursionError)
+    deep = Answer(b"[" * 200_000)
+    result = run_blocked([FakePod("api-1", log=text_log(LAB_LOG), env=IRSA)], pki, tmp_path, "-o", "json",
+                         routes={"/api/v1/namespaces/payments/pods": deep})
+    assert "Traceback" not in result.stderr and result.code != 3, result.stderr[-800:]
+    assert "list pods" in result.stdout and "not read" in result.stdout, result.stdout[-800:]
+
+
+def test_an_api_server_that_never_answers_the_pod_list_is_cut_off_at_the_deadline(pki: Pki, tmp_path: Path) -> None:
+    slow = Answer({"kind": "PodList", "items": []}, delay=30)
+    started = time.monotonic()
+    result = run_blocked([FakePod("api-1", log=text_log(LAB_LOG), env=IRSA)], pki, tmp_path, "--deadline", "2",
+                         routes={"/api/v1/namespaces/payments/pods": slow})
+    assert time.monotonic() - started < 2 + 3, "the read outlived the run's deadline"
+    assert "Traceback" not in result.stderr

@@ -244,7 +244,7 @@ class Session:
             return self._failure(request, exc, cut_by_deadline=timeout < self.request_timeout)
         if truncated:
             return request.error(Problem.FAILED, f"the answer is larger than {MAX_ANSWER >> 20} MiB; not read", 200)
-        return _decode(request, body)
+        return decode(request, body)
 
     def _halt(self, error: ReadError) -> ReadError:
         self.halted = error
@@ -282,7 +282,7 @@ def describe(exc: BaseException) -> str:
     return f"{type(root).__name__}: {text}"[:300]
 
 
-def _decode(request: Request, body: bytes) -> dict[str, Any] | ReadError:
+def decode(request: Request, body: bytes) -> dict[str, Any] | ReadError:
     from egress_doctor.net.json_body import JsonLimitError, loads
 
     try:

@@ -22,7 +22,7 @@ deadline expires, the pods not read are named. Nothing raises for cluster troubl
 from __future__ import annotations
 
 import contextlib
-import json
+import contextvars
 import socket
 import threading
 import time
@@ -114,10 +114,14 @@ def read_pod_logs(options: LogOptions, connection: Connection, deadline: float) 
     """Select the pods and tally their sidecars' logs; never raises for cluster trouble."""
     from kubernetes.client import ApiClient, CoreV1Api
 
+    from egress_doctor.net.watchdog import abort_at
+    from egress_doctor.sources.kube_client import bound_answers
+
     started = time.monotonic()
     connection.configuration.connection_pool_maxsize = max(1, options.parallel)
     result = LogsRead(server=connection.server)
-    with ApiClient(connection.configuration) as client:
+    with ApiClient(connection.configuration) as client, abort_at(deadline):  # sockets shut at the deadline
+        bound_answers(client)
         reader = _Reader(CoreV1Api(client), options, deadline)
         try:
             pods = reader.select(result)
@@ -163,6 +167,8 @@ class _Reader:
                 return status_error(request, int(exc.status), exc.body, str(exc.reason or ""))
             raise self._stop(request.error(Problem.UNREACHABLE, describe(exc))) from None
         except (HTTPError, OSError) as exc:
+            if self.deadline - time.monotonic() <= 0.05:  # the watchdog shut the socket, or time ran out
+                raise self._stop(request.error(Problem.DEADLINE, "the run's deadline expired")) from None
             cause = exc.reason if isinstance(exc, MaxRetryError) and exc.reason is not None else exc
             if isinstance(cause, ReadTimeoutError | TimeoutError):
                 if self.deadline - time.monotonic() <= 0.05:
@@ -190,13 +196,9 @@ class _Reader:
             return request.error(Problem.FAILED, f"the answer broke off: {exc}", 200)
         finally:
             response.release_conn()
-        try:
-            document = json.loads(bytes(data))
-        except ValueError:
-            return request.error(Problem.FAILED, "the answer is not JSON (is this a Kubernetes API server?)", 200)
-        if not isinstance(document, dict):
-            return request.error(Problem.FAILED, "the answer is not a Kubernetes object", 200)
-        return document
+        from egress_doctor.sources.kube_client import decode  # bounded in depth, as the cluster read's
+
+        return decode(request, bytes(data))
 
     def _chunks(self, response: Any, request: Request) -> Iterator[bytes]:
         """The body in chunks, no wait past the deadline (raises _Halt when it passes)."""
@@ -268,8 +270,8 @@ class _Reader:
             return
         with ThreadPoolExecutor(max_workers=max(1, self.options.parallel),
                                 thread_name_prefix="egress-doctor-logs") as pool:
-            for _ in pool.map(self._read_one, logs):
-                pass
+            for future in [pool.submit(contextvars.copy_context().run, self._read_one, log) for log in logs]:
+                future.result()
         if self.halted is not None:
             result.errors.append(self.halted)
             result.not_read = [log.pod.ref for log in logs if not log.read and log.error is None]
@@ -382,8 +384,11 @@ def read_configmap(connection: Connection, namespace: str, name: str, deadline: 
     """One ConfigMap (the mesh config `istio`), bounded like every other request of the read."""
     from kubernetes.client import ApiClient, CoreV1Api
 
+    from egress_doctor.sources.kube_client import bound_answers
+
     request = Request("get", "configmaps", namespace, name)
     with ApiClient(connection.configuration) as client:
+        bound_answers(client)
         core = CoreV1Api(client)
         reader = _Reader(core, LogOptions(request_timeout=request_timeout), deadline)
         try:
