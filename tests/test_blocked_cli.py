@@ -270,3 +270,15 @@ def test_an_api_server_that_never_answers_the_pod_list_is_cut_off_at_the_deadlin
                          routes={"/api/v1/namespaces/payments/pods": slow})
     assert time.monotonic() - started < 2 + 3, "the read outlived the run's deadline"
     assert "Traceback" not in result.stderr
+
+
+def test_control_characters_from_the_logs_reach_the_table_visible_never_as_terminal_escapes(
+        pki: Pki, tmp_path: Path) -> None:
+    # an SNI and an unparsed line carrying ESC sequences (a hostile or broken log line)
+    record = {"start_time": "2026-12-02T14:01:53.177Z", "upstream_cluster": "BlackHoleCluster",
+              "downstream_local_address": "52.94.0.10:443", "requested_server_name": "evil\x1b[2Kcom",
+              "response_flags": "UH", "response_code": 0}
+    log = json.dumps(record) + "\n\x1b]0;owned\x07 not a record\n"
+    result = run_blocked([FakePod("api-1", log=text_log(log), env=IRSA)], pki, tmp_path)
+    assert "\x1b" not in result.stdout and "\x07" not in result.stdout, result.stdout[-800:]
+    assert "evil" in result.stdout

@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from egress_doctor.model_blocked import BlockedReport, RefusedDestination
+from egress_doctor.render.printable import cell, visible
 from egress_doctor.render.table import _findings_section
 
 
 def render_blocked_table(report: BlockedReport, *, color: bool = False, fix_yaml: str = "") -> str:
     from tabulate import tabulate
 
-    lines = [_header(report)]
-    lines += [f"  ! {w}" for w in report.warnings]
+    lines = [visible(_header(report))]  # names and text from the logs and the API server: shown, never obeyed
+    lines += [f"  ! {visible(w)}" for w in report.warnings]
     if report.destinations:
         rows = [_row(d) for d in report.destinations]
         lines += ["", tabulate(rows, headers=["destination", "port", "how", "AWS", "count", "pods", "first seen",
@@ -22,10 +23,11 @@ def render_blocked_table(report: BlockedReport, *, color: bool = False, fix_yaml
                                                      " (--passthrough: what left through PassthroughCluster)")]
     if report.unparsed_samples:
         lines += ["", "Lines not parsed (previews, credentials masked):"]
-        lines += [f"  {sample}" for sample in report.unparsed_samples]
+        lines += [f"  {visible(sample)}" for sample in report.unparsed_samples]
     lines += _findings_section(report, color)  # type: ignore[arg-type]  # reads .findings only
     if fix_yaml:
-        lines += ["", "Fix (pipe `egress-doctor blocked --fix-only` into `kubectl apply -f -`):", "", fix_yaml.rstrip()]
+        lines += ["", "Fix (pipe `egress-doctor blocked --fix-only` into `kubectl apply -f -`):", "",
+                  visible(fix_yaml.rstrip(), newlines=True)]
     lines += ["", _summary(report)]
     return "\n".join(lines) + "\n"
 
@@ -56,7 +58,8 @@ def destination_label(d: RefusedDestination) -> str:
 def _row(d: RefusedDestination) -> list[Any]:
     aws = f"{d.service} {d.region}" if d.service else "-"
     pods = d.pods[0] + (f" +{len(d.pods) - 1}" if len(d.pods) > 1 else "") if d.pods else "-"
-    return [destination_label(d), d.port, d.how, aws, d.count, pods, d.first or "-", d.last or "-"]
+    return [cell(destination_label(d)), d.port, cell(d.how), cell(aws), d.count, cell(pods), cell(d.first or "-"),
+            cell(d.last or "-")]
 
 
 def _summary(report: BlockedReport) -> str:
